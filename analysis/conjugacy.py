@@ -1,0 +1,376 @@
+"""Calibrated conjugacy classes: which training setups share their Koopman spectra.
+
+The paper judges by eye whether between-setup distances exceed seed-to-seed distances
+(PAPER.md, step 6). Here the decision is automatic, with a stated error rate:
+
+* **Unit.** One spectrum per (condition, seed). When the spectra carry several
+  ``window_start`` values, the distance between two units is the mean, over the windows both
+  have, of the distance between their spectra at the same window (dynamics are compared at
+  equal training time). Per-window classes come from :func:`windows_as_conditions`.
+* **Test, per pair of conditions A, B.** Statistic: mean between-condition distance minus mean
+  within-condition (seed-to-seed, pooled over A and B) distance. Null: the seed labels are
+  exchangeable between A and B. Permutation test over the labels on the distance matrix:
+  exact enumeration of all C(n_A + n_B, n_A) relabelings when there are at most
+  ``n_permutations + 1`` of them, otherwise ``n_permutations`` random relabelings with
+  p = (1 + #{T* >= T}) / (1 + n_permutations). With the group sizes fixed the statistic is an
+  increasing function of the summed between-group distance, which is what is computed.
+  Effect size: the ratio mean between / mean within.
+* **Multiple comparisons.** Holm's step-down correction over all tested pairs: the
+  family-wise error rate (the chance that any pair of truly conjugate conditions is split) is
+  at most ``alpha``. A pair is *separated* when its Holm-adjusted p-value is <= alpha.
+* **Grouping rule.** "Not separated" is not transitive (A~B and B~C with A, C separated), so
+  its connected components could chain separated conditions into one class. Instead,
+  complete-linkage agglomeration under a constraint: start from singletons and repeatedly
+  merge the two classes whose union contains no separated pair, choosing the merge with the
+  smallest complete linkage (largest between/within ratio over the cross pairs); stop when
+  no merge is admissible. Every pair inside a class is therefore unseparated. Conditions that
+  are also unseparated from a member of another class are named in
+  ``unseparated_from_other_classes`` so the ambiguity is visible, not hidden.
+* **Conditions with one seed** have no seed-to-seed spread to calibrate against: they are not
+  tested, get no class (``conjugacy_class`` is missing, ``calibrated`` False) and a note.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.distances import pairwise_distance_matrix
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("condition", "seed", "eig_real", "eig_imag")
+MAX_EXACT_RELABELINGS = 200_000  # above this, enumerating all relabelings costs too much memory
+
+
+@dataclass(frozen=True)
+class PermutationResult:
+    """Outcome of one two-sample permutation test on a distance matrix."""
+
+    statistic: float  # mean between minus mean pooled within
+    p_value: float
+    n_relabelings: int  # relabelings evaluated (all of them when exact)
+    exact: bool
+    min_attainable_p: float  # the smallest p-value this design can produce
+
+
+@dataclass(frozen=True)
+class ConjugacyAnalysis:
+    """Everything the class decision rests on.
+
+    ``units``: one row per (condition, seed) spectrum, in the order of ``distances``
+    (``(n_units, n_units)``). ``classes``: one row per condition. ``pairwise``: one row per
+    pair of conditions. ``notes``: what was excluded or could not be decided, and why.
+    """
+
+    units: pd.DataFrame
+    distances: np.ndarray
+    classes: pd.DataFrame
+    pairwise: pd.DataFrame
+    notes: tuple[str, ...]
+
+
+def conjugacy_classes(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutations: int = 9999,
+                      random_state: int = 0) -> pd.DataFrame:
+    """One row per condition with its ``conjugacy_class`` and the evidence.
+
+    ``spectra``: long form, one row per eigenvalue, columns ``condition``, ``seed``,
+    ``eig_real``, ``eig_imag``, optional ``window_start``, ``trial_id`` and ``status`` (rows
+    whose status is not "ok" are excluded and named). Columns of the result: ``condition``,
+    ``conjugacy_class`` (1, 2, ...; missing for single-seed conditions), ``n_seeds``,
+    ``mean_within_distance``, ``calibrated``, ``unseparated_from_other_classes``, ``note``.
+    ``result.attrs`` holds ``pairwise`` (see :func:`pairwise_tests`) and ``notes``.
+    """
+    analysis = analyse_conjugacy(spectra, alpha=alpha, n_permutations=n_permutations,
+                                 random_state=random_state)
+    classes = analysis.classes.copy()
+    classes.attrs["pairwise"] = analysis.pairwise
+    classes.attrs["notes"] = list(analysis.notes)
+    return classes
+
+
+def pairwise_tests(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutations: int = 9999,
+                   random_state: int = 0) -> pd.DataFrame:
+    """One row per pair of conditions: distances, effect ratio, p-values, decision.
+
+    Columns: ``condition_a``, ``condition_b``, ``n_seeds_a``, ``n_seeds_b``,
+    ``mean_between``, ``mean_within_a``, ``mean_within_b``, ``mean_within``,
+    ``ratio`` (between / pooled within), ``statistic``, ``p_value``, ``p_holm``,
+    ``separated``, ``exact``, ``n_relabelings``, ``min_attainable_p``, ``note``.
+    """
+    return analyse_conjugacy(spectra, alpha=alpha, n_permutations=n_permutations,
+                             random_state=random_state).pairwise
+
+
+def analyse_conjugacy(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutations: int = 9999,
+                      random_state: int = 0, distances: np.ndarray | None = None,
+                      units: pd.DataFrame | None = None) -> ConjugacyAnalysis:
+    """The unit distance matrix, the pairwise tests and the classes, in one pass.
+
+    ``distances``/``units`` may be passed in (from :func:`unit_distance_matrix`) to reuse them.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1); got alpha={alpha!r}")
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1; got n_permutations={n_permutations!r}")
+    notes: list[str] = []
+    if distances is None or units is None:
+        units, distances, notes = unit_distance_matrix(spectra)
+    rng = np.random.default_rng(random_state)
+    seeds_per_condition = units.groupby("condition", sort=True).size()
+    calibrated = [c for c, n in seeds_per_condition.items() if n >= 2]
+    for condition, n in seeds_per_condition.items():
+        if n < 2:
+            notes.append(f"condition {condition!r} has a single seed: no seed-to-seed spread to "
+                         "calibrate against, so it is not tested and gets no class")
+    pairwise = _pairwise_table(units, distances, seeds_per_condition, alpha=alpha,
+                               n_permutations=n_permutations, rng=rng)
+    classes = _class_table(units, distances, pairwise, seeds_per_condition, calibrated)
+    return ConjugacyAnalysis(units, distances, classes, pairwise, tuple(notes))
+
+
+def unit_distance_matrix(spectra: pd.DataFrame):
+    """Units (one per condition and seed) and their ``(n_units, n_units)`` distance matrix.
+
+    Returns ``(units, distances, notes)``. With several ``window_start`` values the distance
+    is the mean over the windows both units have, at equal window start.
+    """
+    frame, notes = clean_spectra(spectra)
+    key = ["condition", "seed"]
+    units = frame[key].drop_duplicates().sort_values(key).reset_index(drop=True)
+    unit_index = {tuple(row): i for i, row in enumerate(units.itertuples(index=False))}
+    n_units = len(units)
+    total, count = np.zeros((n_units, n_units)), np.zeros((n_units, n_units))
+    for _, window in frame.groupby("window_start", sort=True):
+        groups = list(window.groupby(key, sort=True))
+        members = np.array([unit_index[name] for name, _ in groups])
+        spectra_list = [g["eig_real"].to_numpy() + 1j * g["eig_imag"].to_numpy() for _, g in groups]
+        total[np.ix_(members, members)] += pairwise_distance_matrix(spectra_list)
+        count[np.ix_(members, members)] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distances = total / count
+    if np.isnan(distances).any():
+        missing = int(np.isnan(distances).sum() // 2)
+        raise ValueError(f"{missing} pairs of (condition, seed) spectra share no window_start, so "
+                         "their distance is undefined; analyse the windows separately "
+                         "(analysis.conjugacy.windows_as_conditions)")
+    return units, distances, notes
+
+
+def clean_spectra(spectra: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Validate the long-form spectra; drop non-"ok" trials and non-finite spectra, with notes."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in spectra.columns]
+    if missing:
+        raise ValueError(f"spectra lack the required columns {missing}; "
+                         f"present: {sorted(map(str, spectra.columns))}")
+    frame = spectra.copy()
+    notes: list[str] = []
+    if "window_start" not in frame.columns:
+        frame["window_start"] = 0
+    if "status" in frame.columns:
+        bad = frame["status"] != "ok"
+        for (condition, seed, status), _ in frame[bad].groupby(["condition", "seed", "status"]):
+            notes.append(f"excluded condition {condition!r} seed {seed}: trial status {status!r}")
+        frame = frame[~bad]
+    window_key = ["condition", "seed", "window_start"]
+    finite = np.isfinite(frame["eig_real"]) & np.isfinite(frame["eig_imag"])
+    if not finite.all():
+        bad_windows = frame.loc[~finite, window_key].drop_duplicates()
+        for row in bad_windows.itertuples(index=False):
+            notes.append(f"excluded condition {row.condition!r} seed {row.seed} window "
+                         f"{row.window_start}: non-finite eigenvalues")
+        frame = frame.merge(bad_windows, how="left", on=window_key, indicator=True)
+        frame = frame[frame.pop("_merge") == "left_only"]
+    if frame.empty:
+        raise ValueError("no valid spectra left to analyse (all rows were excluded or none given)")
+    return frame.reset_index(drop=True), notes
+
+
+def windows_as_conditions(spectra: pd.DataFrame) -> pd.DataFrame:
+    """Relabel each (condition, window_start) as its own condition, ``"<condition> @ <start>"``.
+
+    For windowed runs (CNN early training): the classes of the result say which training
+    windows share their dynamics; seeds stay the replicates.
+    """
+    frame = spectra.copy()
+    frame["condition"] = [f"{c} @ {w}" for c, w in zip(frame["condition"], frame["window_start"])]
+    frame["window_start"] = 0
+    return frame
+
+
+def permutation_test(distances: np.ndarray, n_first: int, *, n_permutations: int = 9999,
+                     rng: np.random.Generator | None = None) -> PermutationResult:
+    """Two-sample permutation test on a ``(n, n)`` distance matrix, first ``n_first`` vs rest.
+
+    Statistic: mean between-group distance minus mean within-group distance (pooled).
+    """
+    n_total = distances.shape[0]
+    n_second = n_total - n_first
+    if n_first < 2 or n_second < 2:
+        raise ValueError(f"each group needs >= 2 members; got {n_first} and {n_second}")
+    rng = np.random.default_rng(0) if rng is None else rng
+    observed = np.zeros(n_total, dtype=bool)
+    observed[:n_first] = True
+    n_relabelings = math.comb(n_total, n_first)
+    exact = n_relabelings <= min(n_permutations + 1, MAX_EXACT_RELABELINGS)
+    if exact:
+        labels = np.zeros((n_relabelings, n_total), dtype=bool)
+        for row, members in enumerate(itertools.combinations(range(n_total), n_first)):
+            labels[row, list(members)] = True
+    else:
+        order = np.argsort(rng.random((n_permutations, n_total)), axis=1)
+        labels = order < n_first
+    between = _between_sums(distances, labels)
+    observed_between = _between_sums(distances, observed[None])[0]
+    # A relative tolerance keeps relabelings equal to the observed one (up to rounding) counted.
+    at_least = np.count_nonzero(between >= observed_between * (1 - 1e-12) - 1e-300)
+    if exact:
+        p_value = at_least / n_relabelings
+        mirror = 2 if n_first == n_second else 1  # a relabeling and its swap give equal sums
+        min_p = mirror / n_relabelings
+    else:
+        p_value = (1 + at_least) / (1 + n_permutations)
+        min_p = 1 / (1 + n_permutations)
+    between_mean, within_mean = _group_means(distances, observed)
+    return PermutationResult(between_mean - within_mean, float(p_value), int(labels.shape[0]),
+                             exact, float(min_p))
+
+
+def _between_sums(distances, labels):
+    """Sum of between-group distances for each boolean labeling (rows of ``labels``)."""
+    first = labels.astype(float)
+    return np.einsum("pi,pi->p", first @ distances, 1.0 - first)
+
+
+def _group_means(distances, in_first):
+    """Mean between-group and mean pooled within-group distance for one labeling."""
+    between = distances[np.ix_(in_first, ~in_first)]
+    within = [distances[np.ix_(m, m)][np.triu_indices(m.sum(), k=1)] for m in (in_first, ~in_first)]
+    return float(between.mean()), float(np.concatenate(within).mean())
+
+
+def holm_adjust(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control over all tests)."""
+    p_values = np.asarray(p_values, dtype=float)
+    m = p_values.size
+    order = np.argsort(p_values, kind="stable")
+    stepped = np.minimum(1.0, (m - np.arange(m)) * p_values[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(stepped)
+    return adjusted
+
+
+def _within(distances, members):
+    block = distances[np.ix_(members, members)]
+    return block[np.triu_indices(members.size, k=1)]
+
+
+def _pairwise_table(units, distances, seeds_per_condition, *, alpha, n_permutations, rng):
+    """Run the permutation test for every pair of calibrated conditions; Holm over the tested."""
+    conditions = list(seeds_per_condition.index)
+    rows = []
+    for first, second in itertools.combinations(conditions, 2):
+        members_a = np.flatnonzero(units["condition"].to_numpy() == first)
+        members_b = np.flatnonzero(units["condition"].to_numpy() == second)
+        between = distances[np.ix_(members_a, members_b)]
+        within_a, within_b = _within(distances, members_a), _within(distances, members_b)
+        within = np.concatenate([within_a, within_b])
+        row = {"condition_a": first, "condition_b": second, "n_seeds_a": members_a.size,
+               "n_seeds_b": members_b.size, "mean_between": between.mean(),
+               "mean_within_a": within_a.mean() if within_a.size else np.nan,
+               "mean_within_b": within_b.mean() if within_b.size else np.nan,
+               "mean_within": within.mean() if within.size else np.nan,
+               "statistic": np.nan, "p_value": np.nan, "exact": False, "n_relabelings": 0,
+               "min_attainable_p": np.nan, "note": ""}
+        row["ratio"] = _ratio(row["mean_between"], row["mean_within"])
+        if members_a.size < 2 or members_b.size < 2:
+            row["note"] = "not tested: a condition with a single seed cannot be calibrated"
+        else:
+            order = np.concatenate([members_a, members_b])
+            result = permutation_test(distances[np.ix_(order, order)], members_a.size,
+                                      n_permutations=n_permutations, rng=rng)
+            row.update(statistic=result.statistic, p_value=result.p_value, exact=result.exact,
+                       n_relabelings=result.n_relabelings, min_attainable_p=result.min_attainable_p)
+        rows.append(row)
+    return _finish_pairwise(pd.DataFrame(rows, columns=_PAIRWISE_COLUMNS), alpha=alpha)
+
+
+_PAIRWISE_COLUMNS = ["condition_a", "condition_b", "n_seeds_a", "n_seeds_b", "mean_between",
+                     "mean_within_a", "mean_within_b", "mean_within", "ratio", "statistic",
+                     "p_value", "exact", "n_relabelings", "min_attainable_p", "note"]
+
+
+def _finish_pairwise(table, *, alpha):
+    """Add Holm-adjusted p-values, decisions, and notes on pairs that can never be separated."""
+    tested = table["p_value"].notna().to_numpy()
+    table["p_holm"] = np.nan
+    if tested.any():
+        table.loc[tested, "p_holm"] = holm_adjust(table.loc[tested, "p_value"].to_numpy())
+    table["separated"] = (table["p_holm"] <= alpha) & tested
+    n_tested = int(tested.sum())
+    powerless = tested & (table["min_attainable_p"].to_numpy() * n_tested > alpha)
+    table.loc[powerless, "note"] = (f"too few seeds: the smallest attainable p-value times the "
+                                    f"{n_tested} tests exceeds alpha={alpha}, so this pair cannot "
+                                    "be separated")
+    return table
+
+
+def _ratio(between, within):
+    if within > 0:
+        return between / within
+    return 1.0 if between == 0 else np.inf
+
+
+def _class_table(units, distances, pairwise, seeds_per_condition, calibrated):
+    """One row per condition: its class under the constrained complete-linkage rule."""
+    separated = {frozenset((r.condition_a, r.condition_b)) for r in pairwise.itertuples() if r.separated}
+    ratios = {frozenset((r.condition_a, r.condition_b)): r.ratio for r in pairwise.itertuples()}
+    labels = group_conditions(calibrated, separated, ratios)
+    rows = []
+    for condition, n_seeds in seeds_per_condition.items():
+        members = np.flatnonzero(units["condition"].to_numpy() == condition)
+        within = _within(distances, members)
+        label = labels.get(condition)
+        others = sorted(o for o in calibrated if label is not None and labels[o] != label
+                        and frozenset((condition, o)) not in separated)
+        rows.append({
+            "condition": condition, "conjugacy_class": label, "n_seeds": int(n_seeds),
+            "mean_within_distance": within.mean() if within.size else np.nan,
+            "calibrated": label is not None,
+            "unseparated_from_other_classes": ", ".join(others),
+            "note": "" if label is not None else "single seed: not calibrated, no class",
+        })
+    table = pd.DataFrame(rows)
+    table["conjugacy_class"] = table["conjugacy_class"].astype("Int64")
+    return table
+
+
+def group_conditions(conditions, separated: set, linkage: dict) -> dict:
+    """Classes 1, 2, ... such that no two members of a class are separated.
+
+    Constrained complete-linkage agglomeration: merge, while any merge is admissible, the two
+    classes whose union holds no separated pair and whose largest cross-pair ``linkage`` value
+    (the between/within ratio) is smallest. Ties go to the alphabetically first classes.
+    """
+    clusters = [[c] for c in sorted(conditions)]
+    while True:
+        best = None
+        for i, j in itertools.combinations(range(len(clusters)), 2):
+            cross = [frozenset((a, b)) for a in clusters[i] for b in clusters[j]]
+            if any(pair in separated for pair in cross):
+                continue
+            score = max(linkage.get(pair, np.inf) for pair in cross)
+            if best is None or score < best[0]:
+                best = (score, i, j)
+        if best is None:
+            break
+        _, i, j = best
+        clusters[i] = sorted(clusters[i] + clusters[j])
+        del clusters[j]
+    clusters.sort(key=lambda members: members[0])
+    return {c: number for number, members in enumerate(clusters, start=1) for c in members}

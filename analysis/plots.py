@@ -1,0 +1,161 @@
+"""Figures. Each function takes a tidy DataFrame (from :mod:`analysis.tables`) and returns a
+matplotlib Figure; nothing here computes distances or writes files.
+
+The Agg backend is selected so that figures render without a display (CI, clusters).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from scipy.cluster.hierarchy import linkage  # noqa: E402
+from scipy.spatial.distance import squareform  # noqa: E402
+
+NO_CLASS = "no class"
+NEAR_ONE_RADIUS = 0.2  # points this close to lambda = 1 get a zoomed inset when they crowd
+
+
+def class_palette(labels) -> dict:
+    """A stable colour per class label; grey for conditions without a class."""
+    names = sorted({label for label in labels if label != NO_CLASS})
+    colours = sns.color_palette("tab10", max(len(names), 1))
+    palette = {name: colours[i % len(colours)] for i, name in enumerate(names)}
+    palette[NO_CLASS] = (0.6, 0.6, 0.6)
+    return palette
+
+
+def plot_spectra(eigenvalues: pd.DataFrame, *, max_columns: int = 4) -> plt.Figure:
+    """Each condition's eigenvalues on the complex plane with the unit circle.
+
+    ``eigenvalues``: columns ``condition``, ``eig_real``, ``eig_imag``, ``class_label``
+    (:func:`analysis.tables.eigenvalue_frame`). One panel per condition, points coloured by
+    conjugacy class; when most of a panel's points crowd near lambda = 1 a zoomed inset
+    shows them.
+    """
+    conditions = sorted(eigenvalues["condition"].unique())
+    palette = class_palette(eigenvalues["class_label"].unique())
+    n_columns = min(max_columns, len(conditions))
+    n_rows = int(np.ceil(len(conditions) / n_columns))
+    figure, axes = plt.subplots(n_rows, n_columns, figsize=(3.6 * n_columns, 3.6 * n_rows),
+                                squeeze=False)
+    circle = np.exp(1j * np.linspace(0, 2 * np.pi, 400))
+    for axis, condition in zip(axes.ravel(), conditions):
+        frame = eigenvalues[eigenvalues["condition"] == condition]
+        label = frame["class_label"].iloc[0]
+        crowded = crowded_near_one(frame)
+        for target in [axis] + ([_crowded_inset(axis, crowded)] if len(crowded) else []):
+            target.plot(circle.real, circle.imag, color="0.7", linewidth=0.8)
+            target.scatter(frame["eig_real"], frame["eig_imag"], s=10, alpha=0.6,
+                           color=palette[label], edgecolor="none")
+        axis.set_title(f"{condition}\n({label})", fontsize=9)
+        axis.set_xlabel("Re λ")
+        axis.set_ylabel("Im λ")
+        axis.set_aspect("equal")
+    for axis in axes.ravel()[len(conditions):]:
+        axis.set_visible(False)
+    figure.suptitle("Koopman eigenvalues by condition, coloured by conjugacy class")
+    figure.tight_layout()
+    return figure
+
+
+def crowded_near_one(frame: pd.DataFrame) -> pd.DataFrame:
+    """The points within 0.2 of lambda = 1, when they are at least half of the panel's points.
+
+    Training spectra crowd there (slow modes); an empty frame means no inset is needed.
+    """
+    near = np.hypot(frame["eig_real"] - 1.0, frame["eig_imag"]) < NEAR_ONE_RADIUS
+    return frame[near] if near.mean() >= 0.5 else frame.iloc[:0]
+
+
+def _crowded_inset(axis, crowded: pd.DataFrame):
+    """A zoomed inset framing the crowded points, with a margin of 20% of their span."""
+    inset = axis.inset_axes([0.05, 0.05, 0.45, 0.45])
+    real, imag = crowded["eig_real"], crowded["eig_imag"]
+    margin = max(np.ptp(real), np.ptp(imag), 1e-4) * 0.2
+    inset.set_xlim(real.min() - margin, real.max() + margin)
+    inset.set_ylim(imag.min() - margin, imag.max() + margin)
+    inset.tick_params(labelsize=6)
+    axis.indicate_inset_zoom(inset, edgecolor="0.4")
+    return inset
+
+
+def plot_distance_heatmap(distances: pd.DataFrame, unit_classes: pd.Series) -> plt.Figure:
+    """Clustered heat map of the unit distance matrix, with a colour strip marking classes.
+
+    ``distances``: square frame, index and columns the unit labels. ``unit_classes``: class
+    label per unit label (same index). Units are ordered by average-linkage clustering.
+    """
+    values = distances.to_numpy()
+    palette = class_palette(unit_classes.unique())
+    strip = unit_classes.map(palette).rename("class")
+    size = min(4 + 0.18 * len(distances), 16)
+    if len(distances) >= 3:
+        tree = linkage(squareform(values, checks=False), method="average")
+        grid = sns.clustermap(distances, row_linkage=tree, col_linkage=tree, row_colors=strip,
+                              col_colors=strip, cmap="viridis", figsize=(size, size),
+                              xticklabels=len(distances) <= 60, yticklabels=len(distances) <= 60,
+                              cbar_kws={"label": "spectral distance"})
+    else:  # clustering needs at least three units; a plain heat map says the same
+        grid = sns.clustermap(distances, row_cluster=False, col_cluster=False, row_colors=strip,
+                              col_colors=strip, cmap="viridis", figsize=(size, size))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in palette.values()]
+    grid.figure.legend(handles, list(palette), loc="upper right", fontsize=8, title="class")
+    grid.figure.suptitle("Spectral distances between (condition, seed) spectra", y=1.0)
+    return grid.figure
+
+
+def plot_between_within(frame: pd.DataFrame) -> plt.Figure:
+    """Between- vs within-condition distance distributions, one panel per pair of conditions.
+
+    ``frame``: columns ``pair``, ``kind``, ``distance`` (:func:`analysis.tables.between_within_frame`).
+    """
+    pairs = list(dict.fromkeys(frame["pair"]))
+    n_columns = min(3, max(len(pairs), 1))
+    n_rows = int(np.ceil(max(len(pairs), 1) / n_columns))
+    figure, axes = plt.subplots(n_rows, n_columns, figsize=(4.2 * n_columns, 3.4 * n_rows),
+                                squeeze=False)
+    for axis, pair in zip(axes.ravel(), pairs):
+        subset = frame[frame["pair"] == pair]
+        sns.boxplot(data=subset, x="kind", y="distance", ax=axis, color="0.85", fliersize=0)
+        sns.stripplot(data=subset, x="kind", y="distance", ax=axis, size=3, alpha=0.6,
+                      hue="kind", palette="deep", legend=False)
+        axis.set_title(pair, fontsize=9)
+        axis.set_xlabel("")
+        axis.tick_params(axis="x", labelsize=7, rotation=15)
+    for axis in axes.ravel()[len(pairs):]:
+        axis.set_visible(False)
+    figure.suptitle("Between- vs within-condition (seed-to-seed) spectral distances")
+    figure.tight_layout()
+    return figure
+
+
+def plot_window_heatmap(frame: pd.DataFrame) -> plt.Figure:
+    """Window x window log10 spectral distance, one panel per condition.
+
+    ``frame``: columns ``condition``, ``window_a``, ``window_b``, ``log10_distance``
+    (:func:`analysis.tables.window_distance_frame`).
+    """
+    conditions = sorted(frame["condition"].unique())
+    n_columns = min(3, max(len(conditions), 1))
+    n_rows = int(np.ceil(max(len(conditions), 1) / n_columns))
+    figure, axes = plt.subplots(n_rows, n_columns, figsize=(4.6 * n_columns, 4.0 * n_rows),
+                                squeeze=False)
+    for axis, condition in zip(axes.ravel(), conditions):
+        square = frame[frame["condition"] == condition].pivot(
+            index="window_a", columns="window_b", values="log10_distance")
+        sns.heatmap(square, ax=axis, cmap="magma", square=True,
+                    cbar_kws={"label": "log10 distance"})
+        axis.set_title(condition, fontsize=9)
+        axis.set_xlabel("window start (step)")
+        axis.set_ylabel("window start (step)")
+    for axis in axes.ravel()[len(conditions):]:
+        axis.set_visible(False)
+    figure.suptitle("Spectral distance between training windows (mean over seeds)")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,168 @@
+"""Load and validate a sweep's records: ``DIR/spectra.parquet`` and ``DIR/trials.parquet``.
+
+Schema: :mod:`study.records`. Every problem is named (file, trial, condition) in
+:attr:`Records.notes` and the analysis goes on with what is valid; only a folder with no
+readable spectra at all raises :class:`RecordsError`. Trials whose status is not "ok"
+(diverged, failed) are removed from the spectra, never mixed into a class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from study.records import SPECTRUM_COLUMNS, STATUS_OK, TRIAL_REQUIRED_COLUMNS, missing_columns
+
+logger = logging.getLogger(__name__)
+
+SPECTRA_FILE = "spectra.parquet"
+TRIALS_FILE = "trials.parquet"
+SPECTRA_NEEDED = ("condition", "seed", "eig_real", "eig_imag")  # the analysis cannot do without
+RUN_DESCRIPTION_FILES = ("sweep.json", "config.json", "config.yaml", "config")
+
+
+class RecordsError(ValueError):
+    """The records folder holds nothing the analysis can use; the message says what and where."""
+
+
+@dataclass
+class Records:
+    """Validated records of one sweep.
+
+    ``spectra``: long form, one row per eigenvalue, only trials with status "ok" (or of
+    unknown status when ``trials.parquet`` is missing). ``trials``: one row per trial, as
+    read. ``excluded_trials``: one row per trial left out, with ``reason``. ``run_description``:
+    text of ``sweep.json``/``config`` files the sweeps layer may have written (file -> text).
+    """
+
+    directory: Path
+    spectra: pd.DataFrame
+    trials: pd.DataFrame | None
+    excluded_trials: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    run_description: dict[str, str] = field(default_factory=dict)
+
+
+def read_parquet_file(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """The table at ``path``, or ``None`` and a message naming the file and the problem."""
+    if not path.exists():
+        return None, f"{path} is missing"
+    try:
+        return pd.read_parquet(path), None
+    except Exception as error:  # pyarrow raises several types for damaged files
+        return None, f"{path} is not a readable Parquet file ({type(error).__name__}: {error})"
+
+
+def load_records(directory) -> Records:
+    """Read, validate and clean the records of ``directory`` (see the module docstring)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RecordsError(f"records folder {directory} does not exist or is not a folder")
+    spectra, problem = read_parquet_file(directory / SPECTRA_FILE)
+    if spectra is None:
+        contents = sorted(p.name for p in directory.iterdir())
+        hint = "the folder is empty" if not contents else f"it holds {contents[:10]}"
+        raise RecordsError(f"no usable spectra: {problem}; {hint}. Run a sweep into this folder "
+                           "first (python -m sweeps run NAME --out DIR)")
+    absent = missing_columns(spectra.columns, SPECTRA_NEEDED)
+    if absent:
+        raise RecordsError(f"{directory / SPECTRA_FILE} lacks the columns {absent}")
+    notes = []
+    other_absent = missing_columns(spectra.columns, SPECTRUM_COLUMNS)
+    if other_absent:
+        notes.append(f"{directory / SPECTRA_FILE} lacks the schema columns {other_absent}; "
+                     "going on without them")
+    trials, problem = read_parquet_file(directory / TRIALS_FILE)
+    if problem:
+        notes.append(f"{problem}: trial statuses are unknown, so every spectrum is used and no "
+                     "diverged or failed trial can be excluded")
+    elif absent_trial := missing_columns(trials.columns, ("trial_id", "status")):
+        notes.append(f"{directory / TRIALS_FILE} lacks {absent_trial}: statuses unknown")
+        trials = None
+    else:
+        missing_optional = missing_columns(trials.columns, TRIAL_REQUIRED_COLUMNS)
+        if missing_optional:
+            notes.append(f"{directory / TRIALS_FILE} lacks the schema columns {missing_optional}")
+    spectra, excluded = _exclude_bad_trials(spectra, trials, notes)
+    if spectra.empty:
+        raise RecordsError(f"no valid spectra in {directory}: " + "; ".join(notes))
+    return Records(directory, spectra, trials, excluded, notes, read_run_description(directory))
+
+
+def _exclude_bad_trials(spectra, trials, notes):
+    """Drop spectra of trials whose status is not "ok"; name trials without a spectrum."""
+    excluded_rows = []
+    if trials is not None and "trial_id" in spectra.columns:
+        status = trials.set_index("trial_id")["status"]
+        bad = trials[trials["status"] != STATUS_OK]
+        for row in bad.itertuples(index=False):
+            message = getattr(row, "message", "") or ""
+            step = getattr(row, "diverged_step", None)
+            where = f" at step {int(step)}" if step is not None and pd.notna(step) else ""
+            excluded_rows.append({"trial_id": row.trial_id, "condition": getattr(row, "condition", ""),
+                                  "seed": getattr(row, "seed", pd.NA),
+                                  "reason": f"status {row.status!r}{where}. {message}".strip()})
+            notes.append(f"excluded trial {row.trial_id} ({getattr(row, 'condition', '?')}, seed "
+                         f"{getattr(row, 'seed', '?')}): status {row.status!r}{where}"
+                         + (f": {message}" if message else ""))
+        spectra = spectra[~spectra["trial_id"].isin(bad["trial_id"])]
+        with_spectrum = set(spectra["trial_id"])
+        for row in trials[trials["status"] == STATUS_OK].itertuples(index=False):
+            if row.trial_id not in with_spectrum:
+                excluded_rows.append({"trial_id": row.trial_id,
+                                      "condition": getattr(row, "condition", ""),
+                                      "seed": getattr(row, "seed", pd.NA),
+                                      "reason": "status 'ok' but no spectrum rows"})
+                notes.append(f"trial {row.trial_id} has status 'ok' but no spectrum in "
+                             f"{SPECTRA_FILE}; left out")
+        unknown = sorted(set(spectra["trial_id"]) - set(status.index))
+        if unknown:
+            notes.append(f"{len(unknown)} trials have spectra but no row in {TRIALS_FILE} "
+                         f"(status unknown, kept): {unknown[:10]}")
+    excluded = pd.DataFrame(excluded_rows, columns=["trial_id", "condition", "seed", "reason"])
+    return spectra.reset_index(drop=True), excluded
+
+
+def read_run_description(directory: Path) -> dict[str, str]:
+    """Text of whatever run description the sweeps layer wrote (absent files are fine)."""
+    found = {}
+    for name in RUN_DESCRIPTION_FILES:
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            found[name] = f"(unreadable: {error})"
+            continue
+        if name.endswith(".json"):
+            try:
+                text = json.dumps(json.loads(text), indent=2, sort_keys=True)
+            except json.JSONDecodeError:
+                pass  # show the raw text: a half-written file is still informative
+        found[name] = text
+    return found
+
+
+def config_summary(trials: pd.DataFrame | None) -> pd.DataFrame:
+    """Config columns of ``trials`` that vary or are constant, one row per column.
+
+    Columns: ``key``, ``values`` (the distinct values, as text). Result and bookkeeping columns
+    are left out: what remains is what was run.
+    """
+    if trials is None or trials.empty:
+        return pd.DataFrame(columns=["key", "values"])
+    skip = set(TRIAL_REQUIRED_COLUMNS) | {"trial_id", "condition"}
+    skip |= {c for c in trials.columns if c.startswith("final_")}
+    rows = []
+    for column in trials.columns:
+        if column in skip:
+            continue
+        values = sorted({str(v) for v in trials[column].tolist()})
+        shown = ", ".join(values[:12]) + (f", ... ({len(values)} values)" if len(values) > 12 else "")
+        rows.append({"key": column, "values": shown})
+    return pd.DataFrame(rows, columns=["key", "values"])
