@@ -1,0 +1,94 @@
+"""The spectral distance against independent references (POT, SciPy) and hand-computed cases."""
+
+import numpy as np
+import ot
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from analysis import distances
+from analysis.distances import batched_assignment_cost, pairwise_distance_matrix, spectral_distance
+
+
+def random_spectrum(rng, size):
+    return rng.normal(size=size) + 1j * rng.normal(size=size)
+
+
+def emd_reference(a, b):
+    """POT's exact 1-Wasserstein between uniform measures on two complex point sets."""
+    cost = np.abs(a[:, None] - b[None, :])
+    return ot.emd2(np.full(a.size, 1 / a.size), np.full(b.size, 1 / b.size), cost)
+
+
+@pytest.mark.parametrize("size_a, size_b", [(1, 1), (3, 3), (10, 10), (16, 16), (4, 7), (10, 3)])
+def test_distance_matches_pot_on_random_sets(size_a, size_b):
+    rng = np.random.default_rng(size_a * 100 + size_b)
+    for _ in range(20):
+        a, b = random_spectrum(rng, size_a), random_spectrum(rng, size_b)
+        assert spectral_distance(a, b) == pytest.approx(emd_reference(a, b), rel=1e-9, abs=1e-12)
+
+
+def test_batched_assignment_matches_scipy_including_ties():
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 5, 10, 13):
+        cost = rng.random((300, k, k))
+        cost[:100] = np.round(cost[:100] * 3)  # many equal costs: ties must not break optimality
+        reference = [c[linear_sum_assignment(c)].sum() for c in cost]
+        np.testing.assert_allclose(batched_assignment_cost(cost), reference, rtol=1e-12, atol=1e-12)
+
+
+def test_zero_on_identical_sets_and_invariant_to_order():
+    rng = np.random.default_rng(1)
+    a = random_spectrum(rng, 10)
+    assert spectral_distance(a, a) == 0.0
+    assert spectral_distance(a, rng.permutation(a)) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_symmetric():
+    rng = np.random.default_rng(2)
+    for size_b in (10, 6):
+        a, b = random_spectrum(rng, 10), random_spectrum(rng, size_b)
+        assert spectral_distance(a, b) == pytest.approx(spectral_distance(b, a), rel=1e-12)
+
+
+def test_hand_computed_equal_sizes():
+    # a = {0, 2}, b = {0.1, 2 + 0.3i}: matching 0 -> 0.1 (cost 0.1) and 2 -> 2 + 0.3i (cost 0.3)
+    # beats the crossed matching (|0 - (2 + 0.3i)| + |2 - 0.1| > 2), so the mean is (0.1 + 0.3) / 2.
+    assert spectral_distance([0, 2], [0.1, 2 + 0.3j]) == pytest.approx(0.2, rel=1e-12)
+    # A conjugate pair against its mirror shifted by 0.5 along the real axis: every match costs 0.5.
+    assert spectral_distance([1 + 1j, 1 - 1j], [1.5 - 1j, 1.5 + 1j]) == pytest.approx(0.5)
+
+
+def test_hand_computed_unequal_sizes():
+    # {0, 1, 2} (mass 1/3 each) to {0, 2} (mass 1/2 each): 0 and 2 stay (cost 0); the mass 1/3
+    # at 1 splits 1/6 to 0 and 1/6 to 2, each moving distance 1: W1 = 1/6 + 1/6 = 1/3.
+    assert spectral_distance([0, 1, 2], [0, 2]) == pytest.approx(1 / 3, rel=1e-12)
+    # {0, 1} to {0.5}: every unit of mass moves 0.5.
+    assert spectral_distance([0, 1], [0.5]) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_real_pairs_equal_complex_input():
+    rng = np.random.default_rng(3)
+    a, b = random_spectrum(rng, 8), random_spectrum(rng, 8)
+    as_pairs = lambda z: np.column_stack([z.real, z.imag])  # noqa: E731
+    assert spectral_distance(as_pairs(a), as_pairs(b)) == pytest.approx(spectral_distance(a, b))
+
+
+def test_bad_spectra_raise_clear_errors():
+    with pytest.raises(ValueError, match="at least one eigenvalue"):
+        spectral_distance([], [1.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        spectral_distance([np.nan, 1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"\(n, 2\) real array"):
+        spectral_distance(np.zeros((3, 3)), [1.0])
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_pairwise_matrix_equals_pair_by_pair(monkeypatch, n_jobs):
+    # Small chunks so that several chunks (and both threads) are exercised on a small input.
+    monkeypatch.setattr(distances, "PAIRS_PER_CHUNK", 7)
+    rng = np.random.default_rng(4)
+    spectra = [random_spectrum(rng, 10) for _ in range(9)] + [random_spectrum(rng, 6) for _ in range(3)]
+    matrix = pairwise_distance_matrix(spectra, n_jobs=n_jobs)
+    expected = np.array([[emd_reference(a, b) for b in spectra] for a in spectra])
+    np.testing.assert_allclose(matrix, expected, rtol=1e-9, atol=1e-12)
+    assert np.all(np.diag(matrix) == 0) and np.array_equal(matrix, matrix.T)
