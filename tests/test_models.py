@@ -1,0 +1,92 @@
+"""The paper's networks: architectures checked against hand-computed forms and layer counts."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from study.config import ModelConfig
+from study.models import ACTIVATIONS, OneLayerTransformer, build_model
+
+
+def seeded(config, input_shape, n_classes=10, vocabulary=None, seed=0):
+    torch.manual_seed(seed)
+    return build_model(config, input_shape, n_classes, vocabulary)
+
+
+def test_fcn_input_size_follows_the_data_and_has_no_biases_by_default():
+    model = seeded(ModelConfig(width=5), (1, 8, 8))
+    shapes = {name: tuple(parameter.shape) for name, parameter in model.named_parameters()}
+    assert shapes == {"hidden.0.weight": (5, 64), "output.weight": (10, 5)}
+    mnist = seeded(ModelConfig(width=40, depth=2, bias=True), (1, 28, 28))
+    assert mnist.hidden[0].weight.shape == (40, 784) and mnist.hidden[1].bias.shape == (40,)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_fcn_computes_the_layers_by_hand(activation):
+    model = seeded(ModelConfig(width=6, depth=2, activation=activation, bias=True), (1, 4, 4))
+    inputs = torch.rand(3, 1, 4, 4)
+    function = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+                "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))), "linear": lambda x: x}[activation]
+    values = inputs.reshape(3, 16)
+    for layer in model.hidden:
+        values = function(values @ layer.weight.T + layer.bias)
+    expected = values @ model.output.weight.T + model.output.bias
+    torch.testing.assert_close(model(inputs), expected)
+
+
+def test_init_scale_multiplies_every_parameter():
+    base = seeded(ModelConfig(model="lenet5"), (1, 28, 28), seed=3)
+    scaled = seeded(ModelConfig(model="lenet5", init_scale=0.8), (1, 28, 28), seed=3)
+    for (name, left), (_, right) in zip(base.named_parameters(), scaled.named_parameters()):
+        torch.testing.assert_close(right, 0.8 * left, msg=name)
+
+
+def test_lenet5_is_the_classic_network_on_mnist_and_runs_on_digits():
+    model = seeded(ModelConfig(model="lenet5"), (1, 28, 28))
+    assert model.fc1.in_features == 16 * 5 * 5  # 28 -> 28 -> 14 -> 10 -> 5
+    n_parameters = sum(parameter.numel() for parameter in model.parameters())
+    assert n_parameters == 61706  # LeCun et al.'s LeNet-5 with a 10-way output layer
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert seeded(ModelConfig(model="lenet5"), (1, 8, 8))(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_transformer_matches_the_papers_description():
+    model = seeded(ModelConfig(model="transformer"), (3,), n_classes=113, vocabulary=114)
+    assert not any(isinstance(module, nn.LayerNorm) for module in model.modules())
+    assert model.mlp_output.weight.shape == (128, 512) and model.mlp_input.weight.shape == (512, 128)
+    assert model.position.shape == (3, 128) and model.position.requires_grad  # learned positions
+    tokens = torch.tensor([[3, 5, 113], [100, 20, 113]])
+    assert model(tokens).shape == (2, 113)
+
+
+def test_transformer_attention_is_causal_and_reads_every_token():
+    model = seeded(ModelConfig(model="transformer", d_model=16, n_heads=4, d_mlp=32), (3,), 7, 8)
+    base = torch.tensor([[1, 2, 7]])
+    changed_b = torch.tensor([[1, 3, 7]])
+    assert not torch.allclose(model(base), model(changed_b))  # the '=' position attends to b
+    # Causality: what attention writes at position 0 cannot depend on later tokens, while
+    # position 2 ('=') does see the change.
+    hidden = {}
+    model.attention_output.register_forward_hook(lambda module, args, output: hidden.update(out=output))
+    model(base)
+    first = hidden["out"][0].clone()
+    model(changed_b)
+    torch.testing.assert_close(hidden["out"][0, 0], first[0])
+    assert not torch.allclose(hidden["out"][0, 2], first[2])
+
+
+def test_transformer_heads_split_the_model_width():
+    model = OneLayerTransformer(8, 7, d_model=16, n_heads=4, d_mlp=32)
+    assert model.n_heads == 4 and model.query.weight.shape == (16, 16)
+
+
+def test_resnet20_has_twenty_weighted_layers():
+    model = seeded(ModelConfig(model="resnet20"), (3, 32, 32))
+    convolutions = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    assert len(convolutions) + len(linears) == 20
+    n_parameters = sum(parameter.numel() for parameter in model.parameters())
+    assert 0.26e6 < n_parameters < 0.28e6  # He et al. report 0.27M
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
