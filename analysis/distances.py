@@ -18,11 +18,11 @@ not an approximation.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import ot
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,21 @@ def spectral_distance(a, b) -> float:
         return float(batched_assignment_cost(cost[None])[0] / points_a.shape[0])
     weights_a = np.full(points_a.shape[0], 1.0 / points_a.shape[0])
     weights_b = np.full(points_b.shape[0], 1.0 / points_b.shape[0])
-    return float(ot.emd2(weights_a, weights_b, cost))
+    return float(_optimal_transport().emd2(weights_a, weights_b, cost))
+
+
+def _optimal_transport():
+    """POT, imported only when sets of unequal size occur.
+
+    ``import ot`` imports torch (and JAX, TensorFlow, CuPy) when installed, for its array
+    backends; the analysis passes numpy arrays only and must never load torch (import rules),
+    so those backends are switched off unless the environment already says otherwise.
+    """
+    for framework in ("PYTORCH", "JAX", "CUPY", "TENSORFLOW"):
+        os.environ.setdefault(f"POT_BACKEND_DISABLE_{framework}", "1")
+    import ot
+
+    return ot
 
 
 def batched_assignment_cost(cost: np.ndarray) -> np.ndarray:

@@ -1,5 +1,10 @@
 """The spectral distance against independent references (POT, SciPy) and hand-computed cases."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import ot
 import pytest
@@ -92,3 +97,15 @@ def test_pairwise_matrix_equals_pair_by_pair(monkeypatch, n_jobs):
     expected = np.array([[emd_reference(a, b) for b in spectra] for a in spectra])
     np.testing.assert_allclose(matrix, expected, rtol=1e-9, atol=1e-12)
     assert np.all(np.diag(matrix) == 0) and np.array_equal(matrix, matrix.T)
+
+
+def test_analysis_never_loads_torch_even_through_pot():
+    # POT imports torch for its backends unless told not to; the analysis must not load it.
+    code = ("import sys, analysis.__main__\n"
+            "from analysis.distances import spectral_distance\n"
+            "spectral_distance([0, 1, 2], [0, 2])\n"
+            "assert 'ot' in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)[:5]\n")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                               capture_output=True, text=True, timeout=120,
+                               env={k: v for k, v in os.environ.items() if not k.startswith("POT_")})
+    assert completed.returncode == 0, completed.stderr

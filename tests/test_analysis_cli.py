@@ -1,0 +1,42 @@
+"""`python -m analysis DIR` end to end on synthetic records written to tmp_path."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_smoke_path_writes_every_output_with_the_known_classes(tmp_path, capsys):
+    # 999 relabelings: C(12, 6) = 924 of them exist, so the tests are exact and can separate.
+    assert main([str(tmp_path), "--smoke-test", "--n-permutations", "999", "--quiet"]) == 0
+    out = tmp_path / "analysis"
+    for name in ("distances.parquet", "conjugacy_classes.csv", "pairwise_tests.csv",
+                 "condition_distances.csv", "window_classes.csv", "report.md", "report.html",
+                 "spectra.png", "distance_heatmap.png", "between_within.png", "window_heatmap.png"):
+        assert (out / name).stat().st_size > 0, name
+    classes = pd.read_csv(out / "conjugacy_classes.csv").set_index("condition")["conjugacy_class"]
+    assert classes["a"] == classes["b"] != classes["c"] and pd.isna(classes["single"])
+    distances = pd.read_parquet(out / "distances.parquet")
+    assert len(distances) == 19 ** 2  # 3 conditions x 6 seeds + 1 single seed, all ordered pairs
+    report = (out / "report.md").read_text()
+    assert "excluded trial a-seed99" in report and "![Eigenvalues" in report
+    printed = capsys.readouterr().out
+    assert "conjugacy_class" in printed and "single" in printed
+
+
+def test_empty_folder_gives_a_clear_error_and_exit_code(tmp_path, capsys):
+    assert main([str(tmp_path), "--quiet"]) == 2
+    assert "spectra.parquet is missing; the folder is empty" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs(tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "analysis", str(tmp_path), "--smoke-test",
+                                "--n-permutations", "99", "--quiet"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "tables, figures and report" in completed.stdout
