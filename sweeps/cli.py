@@ -12,9 +12,8 @@ The only place in ``sweeps`` that configures logging, parses paths and prints.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import logging
-import runpy
 import sys
 from pathlib import Path
 
@@ -84,21 +83,17 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
     return spec
 
 
-def run_analysis(out_dir: Path) -> None:
-    """The analysis stage on the finished records (``python -m analysis DIR``), if installed."""
-    if importlib.util.find_spec("analysis.cli") is not None:
-        from analysis.cli import main  # the analysis package's entry point
-
-        main([str(out_dir)])
-    elif importlib.util.find_spec("analysis.__main__") is not None:
-        saved = sys.argv
-        sys.argv = ["python -m analysis", str(out_dir)]
+def run_analysis(out_dir: Path) -> int:
+    """The analysis stage on the finished records (as ``python -m analysis DIR``), if present."""
+    for module_name in ("analysis.__main__", "analysis.cli"):
         try:
-            runpy.run_module("analysis", run_name="__main__", alter_sys=True)
-        finally:
-            sys.argv = saved
-    else:
-        print(f"analysis stage not available yet; run `python -m analysis {out_dir}` later", file=sys.stderr)
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, "main"):
+            return int(module.main([str(out_dir)]) or 0)
+    print(f"analysis stage not available; run `python -m analysis {out_dir}` later", file=sys.stderr)
+    return 0
 
 
 def _print_summary(out_dir: Path, trials) -> None:
@@ -135,7 +130,7 @@ def command_run(args: argparse.Namespace) -> int:
         shutdown_ray()
     _print_summary(out_dir, trials)
     if not args.no_analysis:
-        run_analysis(out_dir)
+        return run_analysis(out_dir)
     return 0
 
 
@@ -149,7 +144,7 @@ def command_resume(args: argparse.Namespace) -> int:
         shutdown_ray()
     _print_summary(out_dir, trials)
     if not args.no_analysis:
-        run_analysis(out_dir)
+        return run_analysis(out_dir)
     return 0
 
 

@@ -52,6 +52,11 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # A snapshot of the experiment state after each checkpoint is what lets `resume` skip work; its
 # "may become a bottleneck" warning is expected for small trials.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Tune's own progress tables would bury the per-trial lines the records callback logs.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Without the auto loggers Tune's result grid warns that result.json is missing; records hold it.
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+QUIET_WORKER_LOGGERS = ("ray.train", "ray.tune")  # "Checkpoint successfully created" per report
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,13 @@ def _load_state(checkpoint) -> dict | None:
 
 def bundle_trainable(config: dict, *, bundles: list[list[dict]], skip_trial_ids: list[str]) -> None:
     """Tune function trainable: run bundle ``config['bundle_index']`` (see module docstring)."""
+    bundle_started_at = time.time()
+    for name in QUIET_WORKER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     setups = bundles[config["bundle_index"]]
     resume = _load_state(tune.get_checkpoint())
     placement = {
+        "bundle_started_at": bundle_started_at,
         "gpu_ids": json.dumps([str(gpu) for gpu in ray.get_gpu_ids()]),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "node_id": ray.get_runtime_context().get_node_id(),

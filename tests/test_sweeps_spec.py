@@ -1,0 +1,210 @@
+"""Sweep specs, YAML loading, validation before launch, the record writer and the bundle runner.
+
+No Ray here: these are the parts of sweeps that run in plain Python (the bundle runner runs the
+real study.trial.run_trial in-process).
+"""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweeps.cli import main as cli_main
+from sweeps.definitions import SWEEPS, get_sweep
+from sweeps.records import consolidate, finished_trial_ids, write_trial_records
+from sweeps.spec import SweepSpec, SweepSpecError, expand, load_spec_file, validate, with_overrides
+from sweeps.trainable import EVENT_TRIAL_DONE, run_bundle
+
+# A trial that trains in about a second: 2 replicas of a 64 -> 5 -> 10 net on 300 digits.
+TINY = {"trial_type": "network", "dataset": "digits", "model": "fcn", "width": 5, "n_steps": 100,
+        "n_replicas": 2, "delays": 2, "window_size": 50, "eval_max_samples": 200,
+        "max_train_samples": 300}
+
+
+def test_every_named_sweep_expands_with_unique_ids_in_both_presets():
+    for name in SWEEPS:
+        for quick in (True, False):
+            setups = expand(get_sweep(name, quick=quick))
+            ids = [setup.trial_id for setup in setups]
+            assert len(set(ids)) == len(ids), name
+            assert all("seed" not in setup.condition for setup in setups)
+
+
+def test_quick_presets_validate_and_use_built_in_data_only():
+    for name in SWEEPS:
+        for setup in validate(get_sweep(name, quick=True)):
+            assert setup.config.get("dataset") in (None, "digits", "synthetic", "modular_addition"), name
+
+
+def test_full_presets_on_mnist_fail_before_launch_naming_data_dir_and_pass_with_it(tmp_path):
+    with pytest.raises(SweepSpecError, match="data_dir"):
+        validate(get_sweep("fcn_width"))
+    spec = with_overrides(get_sweep("fcn_width"), {"data_dir": str(tmp_path)})
+    setups = validate(spec)
+    assert len(setups) == 3 * 25  # the paper's 3 widths x 25 seeds
+
+
+def test_fcn_width_pairs_each_width_with_the_papers_delay_and_labels_by_width():
+    setups = expand(get_sweep("fcn_width", quick=True))
+    # d = 32 * 10 / h (PAPER.md): 64, 32, 8 for h = 5, 10, 40.
+    assert {(s.config["width"], s.config["delays"]) for s in setups} == {(5, 64), (10, 32), (40, 8)}
+    assert {s.condition for s in setups} == {"width=5", "width=10", "width=40"}
+    full = get_sweep("fcn_width")
+    assert full.base["learning_rate"] == 0.1 and full.base["batch_size"] == 60
+    assert full.base["n_steps"] == 1000 and full.base["n_replicas"] == 10 and full.base["rank"] == 10
+
+
+def test_lr_batch_holds_the_ratio_at_two_values_while_both_vary():
+    for quick in (True, False):
+        setups = expand(get_sweep("lr_batch", quick=quick))
+        by_ratio: dict[float, set] = {}
+        for setup in setups:
+            ratio = round(setup.config["learning_rate"] / setup.config["batch_size"], 9)
+            by_ratio.setdefault(ratio, set()).add((setup.config["learning_rate"], setup.config["batch_size"]))
+        assert len(by_ratio) == 2
+        assert all(len(pairs) >= 2 for pairs in by_ratio.values())
+
+
+def test_omd_ogd_seed_zero_keeps_the_exact_grid_and_other_seeds_jitter():
+    setups = expand(get_sweep("omd_ogd"))
+    assert {s.config["validation_method"] for s in setups} == {"omd", "ogd", "bisection"}
+    for setup in setups:
+        assert (setup.config["grid_jitter"] == 0.0) == (setup.seed == 0)
+        assert setup.config["delays"] == 4 and setup.config["rank"] is None and setup.config["n_steps"] == 100
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_yaml_unknown_top_level_key_is_named(tmp_path):
+    path = _write(tmp_path / "bad.yaml", """
+        name: mine
+        grdi: {width: [5, 10]}
+    """)
+    with pytest.raises(SweepSpecError, match="unknown key 'grdi'"):
+        load_spec_file(path)
+
+
+def test_yaml_wrong_config_key_or_value_fails_validation_naming_it(tmp_path):
+    wrong_key = _write(tmp_path / "k.yaml", """
+        name: mine
+        base: {dataset: digits}
+        grid: {widht: [5, 10]}
+    """)
+    with pytest.raises(SweepSpecError, match="widht"):
+        validate(load_spec_file(wrong_key))
+    wrong_value = _write(tmp_path / "v.yaml", """
+        name: mine
+        grid: {learning_rate: [0.1, fast]}
+        n_seeds: 2
+    """)
+    with pytest.raises(SweepSpecError, match="learning_rate.*fast"):
+        validate(load_spec_file(wrong_value))
+
+
+def test_yaml_round_trip_of_a_good_file(tmp_path):
+    path = _write(tmp_path / "good.yaml", """
+        name: widths
+        base: {dataset: digits, n_steps: 100, n_replicas: 2}
+        points: [{width: 5, delays: 8}, {width: 10, delays: 4}]
+        label_keys: [width]
+        seeds: [3, 4]
+    """)
+    setups = validate(load_spec_file(path))
+    assert [(s.condition, s.seed) for s in setups] == [("width=5", 3), ("width=5", 4), ("width=10", 3), ("width=10", 4)]
+
+
+def test_structural_errors_are_named():
+    with pytest.raises(SweepSpecError, match="'seed' belongs in seeds"):
+        expand(SweepSpec(name="x", grid={"seed": [1, 2]}))
+    with pytest.raises(SweepSpecError, match="both fixed in base and varied"):
+        expand(SweepSpec(name="x", base={"width": 5}, grid={"width": [5, 10]}))
+    with pytest.raises(SweepSpecError, match="share the label"):
+        expand(SweepSpec(name="x", grid={"width": [5, 10]}, label_keys=("activation",)))
+
+
+def test_cli_rejects_a_bad_sweep_before_starting_ray(tmp_path, capsys):
+    import ray
+
+    path = _write(tmp_path / "bad.yaml", "name: mine\ngrid: {widht: [5]}\n")
+    code = cli_main(["run", str(path), "--out", str(tmp_path / "out"), "--no-analysis"])
+    assert code == 2
+    assert "widht" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not ray.is_initialized()
+
+
+def test_cli_list_smoke(capsys):
+    assert cli_main(["list"]) == 0
+    output = capsys.readouterr().out
+    assert all(name in output for name in SWEEPS)
+
+
+def _row(trial_id: str, **extra) -> dict:
+    return {"trial_id": trial_id, "condition": "width=5", "seed": 0, "status": "ok", "diverged_step": None,
+            "message": "", "n_steps_completed": 10, "wall_time_s": 1.0, "package_version": "0", **extra}
+
+
+def _spectrum(trial_id: str, values) -> list[dict]:
+    from study.records import spectrum_rows
+
+    return spectrum_rows(trial_id=trial_id, condition="width=5", seed=0, window_index=0, window_start=0,
+                         window_end=10, eigenvalues=values, residual=0.0)
+
+
+def test_records_rewritten_trial_stays_one_row_and_leaves_no_temporary_files(tmp_path):
+    write_trial_records(tmp_path, _row("a", observables=["output"]), _spectrum("a", [0.9, 0.5 + 0.1j]))
+    write_trial_records(tmp_path, _row("b"), [])  # a failed trial has no spectrum
+    write_trial_records(tmp_path, _row("a", observables=["output"]), _spectrum("a", [0.9, 0.5 + 0.1j]))
+    trials, spectra = consolidate(tmp_path)
+    assert sorted(trials["trial_id"]) == ["a", "b"] and finished_trial_ids(tmp_path) == {"a", "b"}
+    assert len(spectra) == 2 and np.allclose(sorted(spectra["modulus"]), sorted([0.9, abs(0.5 + 0.1j)]))
+    assert pd.read_parquet(tmp_path / "trials.parquet").shape[0] == 2
+    assert not list(tmp_path.rglob("*.tmp"))
+    with pytest.raises(ValueError, match="lacks columns"):
+        write_trial_records(tmp_path, {"trial_id": "c"}, [])
+
+
+def _setups(configs: list[dict]) -> list[dict]:
+    return [{"trial_id": f"t{index}", "condition": f"c{index}", "seed": config.get("seed", 0), "config": config}
+            for index, config in enumerate(configs)]
+
+
+def test_bundle_resumed_mid_trial_matches_an_uninterrupted_run():
+    setups = _setups([dict(TINY, seed=1)])
+    events: list[tuple[dict, dict | None]] = []
+    run_bundle(setups, lambda metrics, state: events.append((metrics, copy.deepcopy(state))))
+    uninterrupted = [m for m, _ in events if m["event"] == EVENT_TRIAL_DONE][0]
+    # The state handed over at the first window's end, as a retried Tune trial would load it.
+    first_checkpoint = next(state for metrics, state in events if state is not None and state["current"] == "t0")
+    assert first_checkpoint["resume_state"] is not None
+    resumed_events: list[dict] = []
+    run_bundle(setups, lambda metrics, state: resumed_events.append(metrics), resume=first_checkpoint)
+    resumed = [m for m in resumed_events if m["event"] == EVENT_TRIAL_DONE][0]
+    assert resumed["trial_row"]["resume_count"] == 1 and uninterrupted["trial_row"]["resume_count"] == 0
+    windows = [m for m in resumed_events if m["event"] == "window"]
+    assert [m["window_index"] for m in windows] == [1]  # only the second window was recomputed
+    before = np.array([[r["eig_real"], r["eig_imag"]] for r in uninterrupted["spectrum_rows"]])
+    after = np.array([[r["eig_real"], r["eig_imag"]] for r in resumed["spectrum_rows"]])
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-9)
+
+
+def test_bundle_records_failures_and_divergence_and_skips_finished_setups():
+    configs = [
+        dict(TINY, dataset="mnist", data_dir="/nonexistent-mnist"),  # raises inside run_trial
+        dict(TINY, activation="linear", learning_rate=1e3, window_size=None),  # overflows in a few steps
+        dict(TINY, seed=2),
+    ]
+    done: list[dict] = []
+    state = run_bundle(_setups(configs), lambda m, s: done.append(m) if m["event"] == EVENT_TRIAL_DONE else None,
+                       skip_trial_ids=["t2"])
+    statuses = {m["trial_id"]: m["trial_row"]["status"] for m in done}
+    assert statuses == {"t0": "failed", "t1": "diverged"}
+    assert "MNIST" in done[0]["trial_row"]["message"] and done[0]["spectrum_rows"] == []
+    assert set(state["completed"]) == {"t0", "t1"}
