@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from analysis import distances
-from analysis.distances import batched_assignment_cost, pairwise_distance_matrix, spectral_distance
+from analysis.distances import matched_distances, pairwise_distance_matrix, spectral_distance
 
 
 def random_spectrum(rng, size):
@@ -32,13 +32,15 @@ def test_distance_matches_pot_on_random_sets(size_a, size_b):
         assert spectral_distance(a, b) == pytest.approx(emd_reference(a, b), rel=1e-9, abs=1e-12)
 
 
-def test_batched_assignment_matches_scipy_including_ties():
+def test_matched_distances_match_scipy_including_ties():
     rng = np.random.default_rng(0)
     for k in (1, 2, 5, 10, 13):
-        cost = rng.random((300, k, k))
-        cost[:100] = np.round(cost[:100] * 3)  # many equal costs: ties must not break optimality
-        reference = [c[linear_sum_assignment(c)].sum() for c in cost]
-        np.testing.assert_allclose(batched_assignment_cost(cost), reference, rtol=1e-12, atol=1e-12)
+        first = rng.normal(size=(200, k)) + 1j * rng.normal(size=(200, k))
+        second = first[::-1].copy()
+        second[:50] = np.round(second[:50])  # many equal costs: ties must not break optimality
+        cost = np.abs(first[:, :, None] - second[:, None, :])
+        reference = [c[linear_sum_assignment(c)].mean() for c in cost]
+        np.testing.assert_allclose(matched_distances(first, second), reference, rtol=1e-12)
 
 
 def test_zero_on_identical_sets_and_invariant_to_order():
@@ -89,8 +91,10 @@ def test_bad_spectra_raise_clear_errors():
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_pairwise_matrix_equals_pair_by_pair(monkeypatch, n_jobs):
-    # Small chunks so that several chunks (and both threads) are exercised on a small input.
+    # Small chunks and no size threshold, so that several chunks and (with n_jobs=2) the
+    # worker processes are exercised on a small input.
     monkeypatch.setattr(distances, "PAIRS_PER_CHUNK", 7)
+    monkeypatch.setattr(distances, "PARALLEL_MIN_PAIRS", 0)
     rng = np.random.default_rng(4)
     spectra = [random_spectrum(rng, 10) for _ in range(9)] + [random_spectrum(rng, 6) for _ in range(3)]
     matrix = pairwise_distance_matrix(spectra, n_jobs=n_jobs)
