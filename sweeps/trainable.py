@@ -14,7 +14,8 @@ The checkpoint state is a plain picklable dict::
     {"completed": {trial_id: {"trial_row": {...}, "spectrum_rows": [...]}},
      "current": trial_id | None,          # the setup in progress at the checkpoint
      "resume_state": dict | None,         # run_trial's state for that setup
-     "resume_counts": {trial_id: int}}    # how often each setup restarted from a checkpoint
+     "resume_counts": {trial_id: int},    # how often each setup restarted from a checkpoint
+     "placement": {...}}                  # node and GPU ids of the attempt that wrote it
 
 Finished setups keep their records inside the state so that a record can always be rebuilt
 from the last checkpoint, even where the driver died before writing it.
@@ -120,6 +121,7 @@ def run_bundle(
     Returns the final state.
     """
     state = copy.deepcopy(resume) if resume else empty_state()
+    state["placement"] = dict(placement or {})  # where this attempt runs (a retry may move)
     skip = set(skip_trial_ids)
     for trial_id, payload in state["completed"].items():
         emit({"event": EVENT_TRIAL_DONE, "trial_id": trial_id, **payload}, None)
