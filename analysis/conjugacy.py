@@ -49,6 +49,10 @@ REQUIRED_COLUMNS = ("condition", "seed", "eig_real", "eig_imag")
 MAX_EXACT_RELABELINGS = 200_000  # above this, enumerating all relabelings costs too much memory
 
 
+class WindowMismatchError(ValueError):
+    """Some units share no window start, so the windowed unit distance is undefined."""
+
+
 @dataclass(frozen=True)
 class PermutationResult:
     """Outcome of one two-sample permutation test on a distance matrix."""
@@ -102,7 +106,8 @@ def pairwise_tests(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutations
     Columns: ``condition_a``, ``condition_b``, ``n_seeds_a``, ``n_seeds_b``,
     ``mean_between``, ``mean_within_a``, ``mean_within_b``, ``mean_within``,
     ``ratio`` (between / pooled within), ``statistic``, ``p_value``, ``p_holm``,
-    ``separated``, ``exact``, ``n_relabelings``, ``min_attainable_p``, ``note``.
+    ``separated``, ``separable`` (False when too few seeds make a separation impossible at
+    ``alpha`` after the correction), ``exact``, ``n_relabelings``, ``min_attainable_p``, ``note``.
     """
     return analyse_conjugacy(spectra, alpha=alpha, n_permutations=n_permutations,
                              random_state=random_state).pairwise
@@ -132,6 +137,12 @@ def analyse_conjugacy(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutati
     pairwise = _pairwise_table(units, distances, seeds_per_condition, alpha=alpha,
                                n_permutations=n_permutations, rng=rng)
     classes = _class_table(units, distances, pairwise, seeds_per_condition, calibrated)
+    n_powerless = int((pairwise["p_value"].notna() & ~pairwise["separable"]).sum())
+    if n_powerless:
+        notes.append(f"{n_powerless} of {int(pairwise['p_value'].notna().sum())} tested pairs "
+                     f"cannot be separated at alpha={alpha} with these seeds (too few seed "
+                     "relabelings for the Holm correction): more seeds per condition are needed "
+                     "before their sharing a class means anything")
     return ConjugacyAnalysis(units, distances, classes, pairwise, tuple(notes))
 
 
@@ -157,9 +168,10 @@ def unit_distance_matrix(spectra: pd.DataFrame):
         distances = total / count
     if np.isnan(distances).any():
         missing = int(np.isnan(distances).sum() // 2)
-        raise ValueError(f"{missing} pairs of (condition, seed) spectra share no window_start, so "
-                         "their distance is undefined; analyse the windows separately "
-                         "(analysis.conjugacy.windows_as_conditions)")
+        raise WindowMismatchError(
+            f"{missing} pairs of (condition, seed) spectra share no window_start, so their "
+            "distance is undefined; analyse the windows separately "
+            "(analysis.conjugacy.windows_as_conditions) or one window each (last_window_only)")
     return units, distances, notes
 
 
@@ -202,6 +214,14 @@ def windows_as_conditions(spectra: pd.DataFrame) -> pd.DataFrame:
     frame["condition"] = [f"{c} @ {w}" for c, w in zip(frame["condition"], frame["window_start"])]
     frame["window_start"] = 0
     return frame
+
+
+def last_window_only(spectra: pd.DataFrame) -> pd.DataFrame:
+    """Each (condition, seed)'s spectrum at its latest ``window_start`` only."""
+    if "window_start" not in spectra.columns:
+        return spectra
+    latest = spectra.groupby(["condition", "seed"])["window_start"].transform("max")
+    return spectra[spectra["window_start"] == latest].assign(window_start=0)
 
 
 def permutation_test(distances: np.ndarray, n_first: int, *, n_permutations: int = 9999,
@@ -326,6 +346,7 @@ def _finish_pairwise(table, *, alpha):
     table["separated"] = (table["p_holm"] <= alpha) & tested
     n_tested = int(tested.sum())
     powerless = tested & (table["min_attainable_p"].to_numpy() * n_tested > alpha)
+    table["separable"] = tested & ~powerless
     table.loc[powerless, "note"] = (f"too few seeds: the smallest attainable p-value times the "
                                     f"{n_tested} tests exceeds alpha={alpha}, so this pair cannot "
                                     "be separated")
@@ -342,6 +363,8 @@ def _class_table(units, distances, pairwise, seeds_per_condition, calibrated):
     """One row per condition: its class under the constrained complete-linkage rule."""
     separated = {frozenset((r.condition_a, r.condition_b)) for r in pairwise.itertuples() if r.separated}
     ratios = {frozenset((r.condition_a, r.condition_b)): r.ratio for r in pairwise.itertuples()}
+    unseparable = {frozenset((r.condition_a, r.condition_b)) for r in pairwise.itertuples()
+                   if not r.separable}
     labels = group_conditions(calibrated, separated, ratios)
     rows = []
     for condition, n_seeds in seeds_per_condition.items():
@@ -350,12 +373,15 @@ def _class_table(units, distances, pairwise, seeds_per_condition, calibrated):
         label = labels.get(condition)
         others = sorted(o for o in calibrated if label is not None and labels[o] != label
                         and frozenset((condition, o)) not in separated)
+        mates = [o for o in calibrated if o != condition and label is not None and labels[o] == label]
+        powerless = [o for o in mates if frozenset((condition, o)) in unseparable]
         rows.append({
             "condition": condition, "conjugacy_class": label, "n_seeds": int(n_seeds),
             "mean_within_distance": within.mean() if within.size else np.nan,
             "calibrated": label is not None,
             "unseparated_from_other_classes": ", ".join(others),
-            "note": "" if label is not None else "single seed: not calibrated, no class",
+            "note": ("single seed: not calibrated, no class" if label is None else
+                     f"too few seeds to separate it from {', '.join(powerless)}" if powerless else ""),
         })
     table = pd.DataFrame(rows)
     table["conjugacy_class"] = table["conjugacy_class"].astype("Int64")

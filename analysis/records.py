@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 SPECTRA_FILE = "spectra.parquet"
 TRIALS_FILE = "trials.parquet"
 SPECTRA_NEEDED = ("condition", "seed", "eig_real", "eig_imag")  # the analysis cannot do without
+PARTS_FOLDER = "records"  # per-trial part files written by the sweeps layer as trials finish
+SPECTRA_PART_SUFFIX = ".spectra.parquet"
+TRIAL_PART_SUFFIX = ".trial.parquet"
 RUN_DESCRIPTION_FILES = ("sweep.json", "config.json", "config.yaml", "config")
 
 
@@ -62,7 +65,8 @@ def load_records(directory) -> Records:
     directory = Path(directory)
     if not directory.is_dir():
         raise RecordsError(f"records folder {directory} does not exist or is not a folder")
-    spectra, problem = read_parquet_file(directory / SPECTRA_FILE)
+    notes = []
+    spectra, problem = _read_table(directory, SPECTRA_FILE, SPECTRA_PART_SUFFIX, notes)
     if spectra is None:
         contents = sorted(p.name for p in directory.iterdir())
         hint = "the folder is empty" if not contents else f"it holds {contents[:10]}"
@@ -71,12 +75,11 @@ def load_records(directory) -> Records:
     absent = missing_columns(spectra.columns, SPECTRA_NEEDED)
     if absent:
         raise RecordsError(f"{directory / SPECTRA_FILE} lacks the columns {absent}")
-    notes = []
     other_absent = missing_columns(spectra.columns, SPECTRUM_COLUMNS)
     if other_absent:
         notes.append(f"{directory / SPECTRA_FILE} lacks the schema columns {other_absent}; "
                      "going on without them")
-    trials, problem = read_parquet_file(directory / TRIALS_FILE)
+    trials, problem = _read_table(directory, TRIALS_FILE, TRIAL_PART_SUFFIX, notes)
     if problem:
         notes.append(f"{problem}: trial statuses are unknown, so every spectrum is used and no "
                      "diverged or failed trial can be excluded")
@@ -91,6 +94,31 @@ def load_records(directory) -> Records:
     if spectra.empty:
         raise RecordsError(f"no valid spectra in {directory}: " + "; ".join(notes))
     return Records(directory, spectra, trials, excluded, notes, read_run_description(directory))
+
+
+def _read_table(directory: Path, name: str, part_suffix: str, notes: list[str]):
+    """``DIR/name``; when it is missing or unreadable, the sweep's per-trial part files.
+
+    The sweeps layer writes ``DIR/records/<trial_id><part_suffix>`` as each trial finishes and
+    consolidates them into ``DIR/name``; a sweep stopped before consolidating still has parts.
+    Unreadable parts are named in ``notes`` and skipped.
+    """
+    table, problem = read_parquet_file(directory / name)
+    parts = sorted((directory / PARTS_FOLDER).glob(f"*{part_suffix}"))
+    if table is not None or not parts:
+        return table, problem
+    frames = []
+    for part in parts:
+        frame, part_problem = read_parquet_file(part)
+        if frame is None:
+            notes.append(f"{part_problem}; that trial is left out")
+        else:
+            frames.append(frame)
+    notes.append(f"{problem}; read {len(frames)} of {len(parts)} part files in "
+                 f"{directory / PARTS_FOLDER} instead")
+    if not frames:
+        return None, f"{problem}, and none of its part files is readable"
+    return pd.concat(frames, ignore_index=True), None
 
 
 def _exclude_bad_trials(spectra, trials, notes):

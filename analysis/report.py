@@ -14,7 +14,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import plots, tables
-from analysis.conjugacy import ConjugacyAnalysis, analyse_conjugacy, windows_as_conditions
+from analysis.conjugacy import (
+    ConjugacyAnalysis,
+    WindowMismatchError,
+    analyse_conjugacy,
+    last_window_only,
+    windows_as_conditions,
+)
 from analysis.records import Records, config_summary, load_records
 
 logger = logging.getLogger(__name__)
@@ -59,8 +65,13 @@ def run_analysis(directory, options: AnalysisOptions = AnalysisOptions()) -> Ana
     output.mkdir(parents=True, exist_ok=True)
     kwargs = dict(alpha=options.alpha, n_permutations=options.n_permutations,
                   random_state=options.random_state)
-    conjugacy = analyse_conjugacy(records.spectra, **kwargs)
-    notes = list(records.notes) + list(conjugacy.notes)
+    notes = list(records.notes)
+    try:
+        conjugacy = analyse_conjugacy(records.spectra, **kwargs)
+    except WindowMismatchError as error:
+        notes.append(f"{error}. The classes below use each trial's last window only")
+        conjugacy = analyse_conjugacy(last_window_only(records.spectra), **kwargs)
+    notes += list(conjugacy.notes)
     window_conjugacy, window_frame = None, pd.DataFrame()
     if _is_windowed(records.spectra):
         window_frame = tables.window_distance_frame(records.spectra)

@@ -83,3 +83,18 @@ def test_run_description_and_config_summary(tmp_path):
     assert '"name": "fcn_width"' in records.run_description["sweep.json"]
     summary = config_summary(records.trials).set_index("key")["values"]
     assert summary["learning_rate"] == "0.1" and "status" not in summary.index
+
+
+def test_part_files_are_read_when_the_consolidated_file_is_missing(tmp_path):
+    # A sweep stopped before consolidating leaves DIR/records/<trial>.spectra.parquet parts.
+    spectra = synthetic_spectra({"a": 0.0}, n_seeds=3)
+    parts = tmp_path / "records"
+    parts.mkdir()
+    for trial_id, frame in spectra.groupby("trial_id"):
+        frame.to_parquet(parts / f"{trial_id}.spectra.parquet")
+    (parts / "a-seed9.spectra.parquet").write_bytes(b"half a file")
+    trials_table(spectra).to_parquet(tmp_path / "trials.parquet")
+    records = load_records(tmp_path)
+    assert len(records.spectra) == len(spectra)
+    assert any("a-seed9.spectra.parquet is not a readable Parquet file" in n for n in records.notes)
+    assert any("read 3 of 4 part files" in n for n in records.notes)

@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 
 from analysis.conjugacy import (
+    WindowMismatchError,
     analyse_conjugacy,
     conjugacy_classes,
     group_conditions,
     holm_adjust,
+    last_window_only,
     pairwise_tests,
     permutation_test,
     unit_distance_matrix,
@@ -129,7 +131,11 @@ def test_too_few_seeds_are_reported_as_powerless():
     spectra = synthetic_spectra({"a": 0.0, "b": 0.5}, n_seeds=2)
     pairs = pairwise_tests(spectra)
     assert pairs.loc[0, "min_attainable_p"] == pytest.approx(2 / math.comb(4, 2))
-    assert not pairs.loc[0, "separated"] and "too few seeds" in pairs.loc[0, "note"]
+    assert not pairs.loc[0, "separated"] and not pairs.loc[0, "separable"]
+    assert "too few seeds" in pairs.loc[0, "note"]
+    table = conjugacy_classes(spectra)
+    assert table.set_index("condition").loc["a", "note"] == "too few seeds to separate it from b"
+    assert any("1 of 1 tested pairs cannot be separated" in n for n in table.attrs["notes"])
 
 
 def test_windowed_unit_distance_is_the_mean_over_equal_windows():
@@ -158,3 +164,14 @@ def test_bad_arguments_raise():
     spectra = synthetic_spectra({"a": 0.0}, n_seeds=2)
     with pytest.raises(ValueError, match="alpha must lie in"):
         conjugacy_classes(spectra, alpha=1.5)
+
+
+def test_units_without_a_shared_window_raise_and_last_window_fallback_works():
+    early = synthetic_spectra({"a": 0.0}, n_seeds=3, windows=(0, 100))
+    late = synthetic_spectra({"b": 0.0}, n_seeds=3, windows=(500,))
+    spectra = pd.concat([early, late], ignore_index=True)
+    with pytest.raises(WindowMismatchError, match="share no window_start"):
+        unit_distance_matrix(spectra)
+    last = last_window_only(spectra)
+    assert set(last.groupby("condition")["window_index"].max()) == {1, 0}
+    assert len(unit_distance_matrix(last)[0]) == 6
