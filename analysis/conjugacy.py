@@ -32,36 +32,23 @@ The paper judges by eye whether between-setup distances exceed seed-to-seed dist
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from analysis.distances import pairwise_distance_matrix
+from analysis.permutation import holm_adjust, permutation_test
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("condition", "seed", "eig_real", "eig_imag")
-MAX_EXACT_RELABELINGS = 200_000  # above this, enumerating all relabelings costs too much memory
 
 
 class WindowMismatchError(ValueError):
     """Some units share no window start, so the windowed unit distance is undefined."""
-
-
-@dataclass(frozen=True)
-class PermutationResult:
-    """Outcome of one two-sample permutation test on a distance matrix."""
-
-    statistic: float  # mean between minus mean pooled within
-    p_value: float
-    n_relabelings: int  # relabelings evaluated (all of them when exact)
-    exact: bool
-    min_attainable_p: float  # the smallest p-value this design can produce
 
 
 @dataclass(frozen=True)
@@ -222,79 +209,6 @@ def last_window_only(spectra: pd.DataFrame) -> pd.DataFrame:
         return spectra
     latest = spectra.groupby(["condition", "seed"])["window_start"].transform("max")
     return spectra[spectra["window_start"] == latest].assign(window_start=0)
-
-
-def permutation_test(distances: np.ndarray, n_first: int, *, n_permutations: int = 9999,
-                     rng: np.random.Generator | None = None) -> PermutationResult:
-    """Two-sample permutation test on a ``(n, n)`` distance matrix, first ``n_first`` vs rest.
-
-    Statistic: mean between-group distance minus mean within-group distance (pooled).
-    """
-    n_total = distances.shape[0]
-    n_second = n_total - n_first
-    if n_first < 2 or n_second < 2:
-        raise ValueError(f"each group needs >= 2 members; got {n_first} and {n_second}")
-    rng = np.random.default_rng(0) if rng is None else rng
-    observed = np.zeros(n_total, dtype=bool)
-    observed[:n_first] = True  # the caller orders the first group's members first
-    n_relabelings = math.comb(n_total, n_first)
-    exact = n_relabelings <= min(n_permutations + 1, MAX_EXACT_RELABELINGS)
-    if exact:
-        labels = all_relabelings(n_total, n_first)
-    else:
-        order = np.argsort(rng.random((n_permutations, n_total)), axis=1)
-        labels = (order < n_first).astype(float)
-    between = _between_sums(distances, labels)
-    observed_between = _between_sums(distances, observed[None])[0]
-    # A relative tolerance keeps relabelings equal to the observed one (up to rounding) counted.
-    at_least = np.count_nonzero(between >= observed_between * (1 - 1e-12) - 1e-300)
-    if exact:
-        p_value = at_least / n_relabelings
-        mirror = 2 if n_first == n_second else 1  # a relabeling and its swap give equal sums
-        min_p = mirror / n_relabelings
-    else:
-        p_value = (1 + at_least) / (1 + n_permutations)
-        min_p = 1 / (1 + n_permutations)
-    between_mean, within_mean = _group_means(distances, observed)
-    return PermutationResult(between_mean - within_mean, float(p_value), int(labels.shape[0]),
-                             exact, float(min_p))
-
-
-@functools.lru_cache(maxsize=32)
-def all_relabelings(n_total: int, n_first: int) -> np.ndarray:
-    """Every choice of ``n_first`` members out of ``n_total``, as 0/1 rows (read-only, cached)."""
-    members = np.array(list(itertools.combinations(range(n_total), n_first)), dtype=np.intp)
-    labels = np.zeros((members.shape[0], n_total))
-    np.put_along_axis(labels, members, 1.0, axis=1)
-    labels.setflags(write=False)
-    return labels
-
-
-def _between_sums(distances, labels):
-    """Sum of between-group distances for each 0/1 labeling (rows of ``labels``)."""
-    first = np.asarray(labels, dtype=float)
-    # sum_i,j l_i D_ij (1 - l_j) = l . (D 1) - l . (D l). einsum, not BLAS: a threaded BLAS
-    # call on these thin matrices is ~100x slower when the cores are shared.
-    first_distances = np.einsum("pi,ij->pj", first, distances)
-    return np.einsum("pj,pj->p", first, distances.sum(axis=0) - first_distances)
-
-
-def _group_means(distances, in_first):
-    """Mean between-group and mean pooled within-group distance for one labeling."""
-    between = distances[np.ix_(in_first, ~in_first)]
-    within = [distances[np.ix_(m, m)][np.triu_indices(m.sum(), k=1)] for m in (in_first, ~in_first)]
-    return float(between.mean()), float(np.concatenate(within).mean())
-
-
-def holm_adjust(p_values) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error control over all tests)."""
-    p_values = np.asarray(p_values, dtype=float)
-    m = p_values.size
-    order = np.argsort(p_values, kind="stable")
-    stepped = np.minimum(1.0, (m - np.arange(m)) * p_values[order])
-    adjusted = np.empty(m)
-    adjusted[order] = np.maximum.accumulate(stepped)
-    return adjusted
 
 
 def _within(distances, members):

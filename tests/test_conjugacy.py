@@ -11,14 +11,13 @@ from analysis.conjugacy import (
     analyse_conjugacy,
     conjugacy_classes,
     group_conditions,
-    holm_adjust,
     last_window_only,
     pairwise_tests,
-    permutation_test,
     unit_distance_matrix,
     windows_as_conditions,
 )
 from analysis.distances import spectral_distance
+from analysis.permutation import holm_adjust, permutation_test
 from analysis.synthetic import synthetic_spectra
 
 
