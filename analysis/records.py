@@ -25,6 +25,7 @@ SPECTRA_NEEDED = ("condition", "seed", "eig_real", "eig_imag")  # the analysis c
 PARTS_FOLDER = "records"  # per-trial part files written by the sweeps layer as trials finish
 SPECTRA_PART_SUFFIX = ".spectra.parquet"
 TRIAL_PART_SUFFIX = ".trial.parquet"
+MAX_DESCRIPTION_LINES = 60
 RUN_DESCRIPTION_FILES = ("sweep.json", "config.json", "config.yaml", "config")
 
 
@@ -172,19 +173,29 @@ def read_run_description(directory: Path) -> dict[str, str]:
                 text = json.dumps(json.loads(text), indent=2, sort_keys=True)
             except json.JSONDecodeError:
                 pass  # show the raw text: a half-written file is still informative
+        lines = text.splitlines()
+        if len(lines) > MAX_DESCRIPTION_LINES:  # a sweep.json lists every trial: keep the page short
+            text = "\n".join(lines[:MAX_DESCRIPTION_LINES] + [f"... ({len(lines)} lines; see {path})"])
         found[name] = text
     return found
 
 
-def config_summary(trials: pd.DataFrame | None) -> pd.DataFrame:
-    """Config columns of ``trials`` that vary or are constant, one row per column.
+PROVENANCE_COLUMNS = frozenset({  # when and where a trial ran, not what was run
+    "started_at", "finished_at", "hostname", "process_id", "bundle_started_at", "gpu_ids",
+    "cuda_visible_devices", "node_id", "tune_trial_id", "resume_count", "device_used",
+    "n_windows", "diverged_step", "message"})
 
-    Columns: ``key``, ``values`` (the distinct values, as text). Result and bookkeeping columns
-    are left out: what remains is what was run.
+
+def config_summary(trials: pd.DataFrame | None) -> pd.DataFrame:
+    """What was run: one row per config column of ``trials``, varying columns first.
+
+    Columns: ``key``, ``varies`` (True when the column takes several values across trials),
+    ``values`` (the distinct values, as text). Outcome, identity and provenance columns
+    (timestamps, hosts, Ray ids) are left out.
     """
     if trials is None or trials.empty:
-        return pd.DataFrame(columns=["key", "values"])
-    skip = set(TRIAL_REQUIRED_COLUMNS) | {"trial_id", "condition"}
+        return pd.DataFrame(columns=["key", "varies", "values"])
+    skip = set(TRIAL_REQUIRED_COLUMNS) | PROVENANCE_COLUMNS | {"trial_id", "condition"}
     skip |= {c for c in trials.columns if c.startswith("final_")}
     rows = []
     for column in trials.columns:
@@ -192,5 +203,6 @@ def config_summary(trials: pd.DataFrame | None) -> pd.DataFrame:
             continue
         values = sorted({str(v) for v in trials[column].tolist()})
         shown = ", ".join(values[:12]) + (f", ... ({len(values)} values)" if len(values) > 12 else "")
-        rows.append({"key": column, "values": shown})
-    return pd.DataFrame(rows, columns=["key", "values"])
+        rows.append({"key": column, "varies": len(values) > 1, "values": shown})
+    table = pd.DataFrame(rows, columns=["key", "varies", "values"])
+    return table.sort_values("varies", ascending=False, kind="stable").reset_index(drop=True)

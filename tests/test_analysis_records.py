@@ -81,8 +81,17 @@ def test_run_description_and_config_summary(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps({"name": "fcn_width", "quick": True}))
     records = load_records(tmp_path)
     assert '"name": "fcn_width"' in records.run_description["sweep.json"]
-    summary = config_summary(records.trials).set_index("key")["values"]
-    assert summary["learning_rate"] == "0.1" and "status" not in summary.index
+    summary = config_summary(records.trials).set_index("key")
+    assert summary.loc["learning_rate", "values"] == "0.1" and "status" not in summary.index
+    assert not summary.loc["learning_rate", "varies"]
+
+
+def test_config_summary_puts_varying_keys_first_and_drops_provenance():
+    trials = pd.DataFrame({"trial_id": ["x", "y"], "status": ["ok", "ok"], "optimizer": ["sgd"] * 2,
+                           "width": [5, 40], "hostname": ["a", "b"]})
+    summary = config_summary(trials)
+    assert list(summary["key"]) == ["width", "optimizer"]
+    assert summary.loc[0, "values"] == "40, 5" and summary.loc[0, "varies"]
 
 
 def test_part_files_are_read_when_the_consolidated_file_is_missing(tmp_path):
