@@ -146,11 +146,13 @@ def plot_window_heatmap(frame: pd.DataFrame) -> plt.Figure:
     n_rows = int(np.ceil(max(len(conditions), 1) / n_columns))
     figure, axes = plt.subplots(n_rows, n_columns, figsize=(4.6 * n_columns, 4.0 * n_rows),
                                 squeeze=False)
+    # One colour scale for all panels, so that conditions can be compared by eye.
+    low, high = np.nanmin(frame["log10_distance"]), np.nanmax(frame["log10_distance"])
     for axis, condition in zip(axes.ravel(), conditions):
         square = frame[frame["condition"] == condition].pivot(
             index="window_a", columns="window_b", values="log10_distance")
-        sns.heatmap(square, ax=axis, cmap="magma", square=True,
-                    cbar_kws={"label": "log10 distance"})
+        sns.heatmap(square, ax=axis, cmap="magma", square=True, vmin=low, vmax=high,
+                    annot=len(square) <= 8, fmt=".2f", cbar_kws={"label": "log10 distance"})
         axis.set_title(condition, fontsize=9)
         axis.set_xlabel("window start (step)")
         axis.set_ylabel("window start (step)")
