@@ -186,9 +186,24 @@ def clean_spectra(spectra: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                          f"{row.window_start}: non-finite eigenvalues")
         frame = frame.merge(bad_windows, how="left", on=window_key, indicator=True)
         frame = frame[frame.pop("_merge") == "left_only"]
+    frame = _drop_duplicate_trials(frame, notes)
     if frame.empty:
         raise ValueError("no valid spectra left to analyse (all rows were excluded or none given)")
     return frame.reset_index(drop=True), notes
+
+
+def _drop_duplicate_trials(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Keep one trial per (condition, seed): two would merge into one doubled spectrum."""
+    if "trial_id" not in frame.columns:
+        return frame
+    trials_per_unit = frame.groupby(["condition", "seed"])["trial_id"].unique()
+    duplicated = trials_per_unit[trials_per_unit.map(len) > 1]
+    for (condition, seed), trial_ids in duplicated.items():
+        kept, *dropped = sorted(trial_ids)
+        notes.append(f"condition {condition!r} seed {seed} has several trials {sorted(trial_ids)}; "
+                     f"kept {kept}, left out {dropped}")
+        frame = frame[~frame["trial_id"].isin(dropped)]
+    return frame
 
 
 def windows_as_conditions(spectra: pd.DataFrame) -> pd.DataFrame:

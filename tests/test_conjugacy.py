@@ -174,3 +174,12 @@ def test_units_without_a_shared_window_raise_and_last_window_fallback_works():
     last = last_window_only(spectra)
     assert set(last.groupby("condition")["window_index"].max()) == {1, 0}
     assert len(unit_distance_matrix(last)[0]) == 6
+
+
+def test_two_trials_with_one_condition_and_seed_are_not_merged_into_one_spectrum():
+    spectra = synthetic_spectra({"a": 0.0, "b": 0.0}, n_seeds=3)
+    copy = spectra[spectra["trial_id"] == "a-seed0"].assign(trial_id="a-seed0-rerun")
+    units, _, notes = unit_distance_matrix(pd.concat([spectra, copy], ignore_index=True))
+    assert len(units) == 6
+    assert notes == ["condition 'a' seed 0 has several trials ['a-seed0', 'a-seed0-rerun']; "
+                     "kept a-seed0, left out ['a-seed0-rerun']"]
