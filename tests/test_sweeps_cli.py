@@ -1,0 +1,159 @@
+"""The command line in real subprocesses: driver interruption and resume, and job submission
+to a local Ray head started with ``ray start`` (token authentication on, as Ray >= 2.59 does).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("ray")
+
+from sweeps.records import finished_trial_ids  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+RAY = str(Path(PYTHON).with_name("ray"))
+
+# Six setups of about a second each; 1 CPU makes them one bundle, run one after another.
+TINY_SWEEP = """
+    name: tiny
+    base: {trial_type: network, dataset: digits, model: fcn, width: 5, n_steps: 100, n_replicas: 2,
+           delays: 2, window_size: 50, eval_max_samples: 200, max_train_samples: 300}
+    grid: {activation: [relu, tanh, gelu]}
+    seeds: [0, 1]
+"""
+
+
+def _environment(**extra: str) -> dict:
+    environment = dict(os.environ)
+    environment["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{environment.get('PATH', '')}"
+    environment["PYTHONPATH"] = str(ROOT)
+    environment.update(extra)
+    return environment
+
+
+def _write_sweep(folder: Path) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(textwrap.dedent(TINY_SWEEP))
+    return path
+
+
+def _kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal the process group of a process this test started in its own session."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
+    sweep, out = _write_sweep(tmp_path), tmp_path / "out"
+    command = [PYTHON, "-m", "sweeps", "run", str(sweep), "--out", str(out), "--num-cpus", "1",
+               "--no-analysis"]
+    driver = subprocess.Popen(command, cwd=ROOT, env=_environment(), start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while len(finished_trial_ids(out)) < 2 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.05)
+        finished_before = finished_trial_ids(out)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver dies mid-sweep, without clean-up
+        driver.wait(timeout=30)
+    finally:
+        _kill_group(driver)  # and the local Ray it started goes with it
+    assert 2 <= len(finished_before) < 6, "the driver must die between the first and the last trial"
+    before = {trial_id: pd.read_parquet(out / "records" / f"{trial_id}.trial.parquet")["finished_at"][0]
+              for trial_id in finished_before}
+
+    resumed = subprocess.run([PYTHON, "-m", "sweeps", "resume", str(out), "--no-analysis"], cwd=ROOT,
+                             env=_environment(), capture_output=True, text=True, timeout=240,
+                             start_new_session=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = pd.read_parquet(out / "trials.parquet")
+    spectra = pd.read_parquet(out / "spectra.parquet")
+    assert len(trials) == 6 and trials["trial_id"].is_unique and set(trials["status"]) == {"ok"}
+    finished_at = trials.set_index("trial_id")["finished_at"]
+    assert all(finished_at[trial_id] == value for trial_id, value in before.items())  # not rerun
+    assert not spectra.duplicated(["trial_id", "window_index", "eig_index"]).any()
+    assert set(spectra["trial_id"]) == set(trials["trial_id"])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_job_server(url: str, environment: dict, head: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited with {head.returncode}")
+        probe = subprocess.run([RAY, "job", "list", "--address", url], env=environment,
+                               capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"no Ray job server at {url}")
+
+
+def _job_server_available() -> bool:
+    """The job server lives in Ray's dashboard, which needs `ray[default]` (aiohttp & co)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("aiohttp", "aiohttp_cors", "opencensus"))
+
+
+@pytest.mark.skipif(not _job_server_available(), reason="job submission needs `pip install 'ray[default]'`")
+def test_job_submission_to_a_local_head_with_a_token(tmp_path):
+    # The token is handed over in the environment, so the test never reads ~/.ray/auth_token.
+    environment = _environment(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    url = f"http://127.0.0.1:{dashboard_port}"
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
+         "--num-cpus", "2", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+         "--dashboard-port", str(dashboard_port), "--object-store-memory", str(100 * 2**20),
+         "--disable-usage-stats"],
+        env=environment, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_job_server(url, environment, head)
+        without_token = {key: value for key, value in environment.items() if key != "RAY_AUTH_TOKEN"}
+        refused = subprocess.run([RAY, "job", "list", "--address", url],
+                                 env={**without_token, "RAY_AUTH_MODE": "disabled"},
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0  # the job server refuses a client without the token
+        # The working directory is uploaded to the cluster: only the packages and the sweep file.
+        working_dir = tmp_path / "working_dir"
+        for package in ("study", "sweeps", "analysis"):
+            shutil.copytree(ROOT / package, working_dir / package,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        _write_sweep(working_dir)
+        out = tmp_path / "out"
+        submitted = subprocess.run(
+            [RAY, "job", "submit", "--address", url, "--working-dir", str(working_dir), "--",
+             "python", "-m", "sweeps", "run", "tiny.yaml", "--out", str(out), "--no-analysis"],
+            env=environment, capture_output=True, text=True, timeout=240)
+        assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+        assert "succeeded" in submitted.stdout.lower()
+        trials = pd.read_parquet(out / "trials.parquet")
+        assert len(trials) == 6 and set(trials["status"]) == {"ok"}
+        assert len(pd.read_parquet(out / "spectra.parquet")) > 0
+    finally:
+        _kill_group(head, signal.SIGTERM)  # `ray start --block` stops its processes on SIGTERM
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            _kill_group(head)
