@@ -155,3 +155,81 @@ def test_bad_shapes_are_clear_errors():
         koopman_eigenvalues(np.ones(10))
     with pytest.raises(KoopmanInputError, match="replica 1 has 3 features, replica 0 has 2"):
         koopman_eigenvalues([np.ones((10, 2)), np.ones((10, 3))])
+
+
+def trained_fcn_output_weights(n_replicas=4, n_steps=300, width=20, seed=0):
+    """(n_replicas, n_steps, 10 * width): output-layer weights of 784 -> width -> 10 ReLU nets.
+
+    Trained with SGD (lr 0.1, batch 60) on Gaussian inputs labelled by a random linear
+    teacher; replicas copy one initialisation times (1 + 0.001 U(-1, 1)), as in the paper.
+    A realistic test case for the fast solver: a slowly drifting trajectory whose top
+    singular value (the mean weights) dominates.
+    """
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(784, 10, generator=generator)
+    base = [torch.randn(width, 784, generator=generator) * (2 / 784) ** 0.5,
+            torch.randn(10, width, generator=generator) * width**-0.5]
+    replicas = [[(w * (1 + 0.001 * (2 * torch.rand(w.shape, generator=generator) - 1)))
+                 .requires_grad_() for w in base] for _ in range(n_replicas)]
+    weights = np.empty((n_replicas, n_steps, 10 * width))
+    for step in range(n_steps):
+        inputs = torch.randn(60, 784, generator=generator)
+        labels = (inputs @ teacher).argmax(1)
+        for index, (hidden, output) in enumerate(replicas):
+            logits = torch.relu(inputs @ hidden.T) @ output.T
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            gradients = torch.autograd.grad(loss, (hidden, output))
+            with torch.no_grad():
+                hidden -= 0.1 * gradients[0]
+                output -= 0.1 * gradients[1]
+            weights[index, step] = output.detach().numpy().ravel()
+    return weights
+
+
+def drifting_mean_trajectories(n_replicas=3, n_steps=400, n_features=150, seed=0):
+    """x_t = x_0 + t v + sum_j c_j r_j^t cos(a_j t) m_j + noise: top singular value dominant."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(n_steps)[:, None]
+    mean = 5.0 * rng.normal(size=n_features)  # sigma_1 / sigma_10 ~ 1e3 in this data
+    drift = 0.002 * rng.normal(size=n_features)
+    trajectories = []
+    for _ in range(n_replicas):
+        modes = sum(rng.normal(size=n_features) * 0.99**steps * np.cos(angle * steps)
+                    for angle in (0.02, 0.1, 0.3))
+        noise = 1e-3 * np.cumsum(rng.normal(size=(n_steps, n_features)), axis=0)
+        trajectories.append(mean + drift * steps + 0.05 * modes + noise)
+    return np.stack(trajectories)
+
+
+@pytest.mark.parametrize("make_data, delays", [(trained_fcn_output_weights, 4),
+                                               (drifting_mean_trajectories, 6)])
+def test_fast_solver_matches_the_full_svd_recipe(make_data, delays):
+    data = make_data()
+    reference = fit_koopman(data, delays=delays, rank=10, solver="svd")
+    fast = fit_koopman(data, delays=delays, rank=10, solver="auto")
+    assert fast.solver == "gram"  # auto takes the fast route on problems this large
+    # measured: ~1e-14 (FCN) and ~1e-12 (drift); the contract is 1e-6
+    assert matched_distance(fast.eigenvalues, reference.eigenvalues) < 1e-6
+    np.testing.assert_allclose(fast.singular_values, reference.singular_values, rtol=1e-10)
+    assert fast.residual == pytest.approx(reference.residual, rel=1e-6)
+    # modes times amplitudes do not depend on how each eigenvector was scaled
+    np.testing.assert_allclose(fast.modes * fast.amplitudes,
+                               reference.modes * reference.amplitudes, atol=1e-8)
+
+
+def test_fast_solver_handles_ragged_replicas():
+    data = drifting_mean_trajectories(n_features=60)
+    ragged = [data[0], data[1, :250], data[2, :333]]
+    reference = fit_koopman(ragged, delays=3, rank=8, solver="svd")
+    fast = fit_koopman(ragged, delays=3, rank=8, solver="gram")
+    assert fast.solver == "gram" and fast.n_pairs == reference.n_pairs == 396 + 246 + 329
+    assert matched_distance(fast.eigenvalues, reference.eigenvalues) < 1e-8
+
+
+def test_fast_solver_falls_back_to_the_svd_and_its_errors_on_low_rank_data():
+    trajectory = linear_trajectories(n_steps=200, n_observables=100)[0]  # rank 8 in 100 dims
+    with pytest.raises(RankTooLargeError, match="rank=12 exceeds the numerical rank 8"):
+        fit_koopman(trajectory, delays=0, rank=12, solver="gram")
+    fit = fit_koopman(trajectory, delays=0, rank=8, solver="gram")
+    assert matched_distance(fit.eigenvalues, TRUE_EIGENVALUES) < 1e-8
