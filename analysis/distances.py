@@ -112,7 +112,14 @@ def pairwise_distance_matrix(spectra: Sequence, *, n_jobs: int = 2) -> np.ndarra
 
 def matched_distances(first_spectra: np.ndarray, second_spectra: np.ndarray) -> np.ndarray:
     """Distance for each row pair of two ``(n_pairs, k)`` complex stacks of equal-size spectra."""
-    cost = np.abs(first_spectra[:, :, None] - second_spectra[:, None, :])  # (n_pairs, k, k)
+    # |a - b| from real and imaginary parts in place: several times faster than np.abs on a
+    # complex array (hypot guards against overflow that eigenvalues near 1 never reach).
+    cost = first_spectra.real[:, :, None] - second_spectra.real[:, None, :]  # (n_pairs, k, k)
+    cost *= cost
+    imaginary = first_spectra.imag[:, :, None] - second_spectra.imag[:, None, :]
+    imaginary *= imaginary
+    cost += imaginary
+    np.sqrt(cost, out=cost)
     matched_columns = np.empty(first_spectra.shape, dtype=np.intp)
     solve = linear_sum_assignment
     for position, matrix in enumerate(cost):
