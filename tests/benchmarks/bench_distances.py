@@ -86,7 +86,7 @@ def main() -> None:
     print(f"speed-up over the scipy loop: {single_rate / baseline_rate:.1f}x in one process, "
           f"{matrix_rate / baseline_rate:.1f}x for the whole matrix; max |difference| on the "
           f"sample: {error:.2e}")
-    print(f"projected for {TARGET_SPECTRA:,} spectra ({target_pairs:,} pairs): batched "
+    print(f"projected for {TARGET_SPECTRA:,} spectra ({target_pairs:,} pairs): chunked "
           f"{target_pairs / matrix_rate:.1f} s, scipy loop {target_pairs / baseline_rate:.1f} s "
           f"(target <= {TARGET_SECONDS:.0f} s)")
     if not arguments.quick:
