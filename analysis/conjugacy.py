@@ -75,7 +75,10 @@ def conjugacy_classes(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutati
     ``eig_real``, ``eig_imag``, optional ``window_start``, ``trial_id`` and ``status`` (rows
     whose status is not "ok" are excluded and named). Columns of the result: ``condition``,
     ``conjugacy_class`` (1, 2, ...; missing for single-seed conditions), ``n_seeds``,
-    ``mean_within_distance``, ``calibrated``, ``unseparated_from_other_classes``, ``note``.
+    ``mean_within_distance`` (seed-to-seed), ``calibrated``, ``max_ratio_in_class`` (largest
+    between/within ratio to another member of its class), ``min_p_holm_in_class`` (how close
+    the class came to being split), ``max_p_holm_to_other_classes`` (the weakest separation
+    from a condition outside the class), ``unseparated_from_other_classes``, ``note``.
     ``result.attrs`` holds ``pairwise`` (see :func:`pairwise_tests`) and ``notes``.
     """
     analysis = analyse_conjugacy(spectra, alpha=alpha, n_permutations=n_permutations,
@@ -290,25 +293,27 @@ def _ratio(between, within):
 
 def _class_table(units, distances, pairwise, seeds_per_condition, calibrated):
     """One row per condition: its class under the constrained complete-linkage rule."""
-    separated = {frozenset((r.condition_a, r.condition_b)) for r in pairwise.itertuples() if r.separated}
-    ratios = {frozenset((r.condition_a, r.condition_b)): r.ratio for r in pairwise.itertuples()}
-    unseparable = {frozenset((r.condition_a, r.condition_b)) for r in pairwise.itertuples()
-                   if not r.separable}
-    labels = group_conditions(calibrated, separated, ratios)
+    by_pair = {frozenset((r.condition_a, r.condition_b)): r for r in pairwise.itertuples()}
+    separated = {pair for pair, r in by_pair.items() if r.separated}
+    labels = group_conditions(calibrated, separated, {pair: r.ratio for pair, r in by_pair.items()})
     rows = []
     for condition, n_seeds in seeds_per_condition.items():
-        members = np.flatnonzero(units["condition"].to_numpy() == condition)
-        within = _within(distances, members)
+        within = _within(distances, np.flatnonzero(units["condition"].to_numpy() == condition))
         label = labels.get(condition)
-        others = sorted(o for o in calibrated if label is not None and labels[o] != label
-                        and frozenset((condition, o)) not in separated)
-        mates = [o for o in calibrated if o != condition and label is not None and labels[o] == label]
-        powerless = [o for o in mates if frozenset((condition, o)) in unseparable]
+        pairs_to = {o: by_pair[frozenset((condition, o))] for o in calibrated if o != condition}
+        mates = [o for o in pairs_to if label is not None and labels[o] == label]
+        outside = [o for o in pairs_to if label is not None and labels[o] != label]
+        powerless = [o for o in mates if not pairs_to[o].separable]
         rows.append({
             "condition": condition, "conjugacy_class": label, "n_seeds": int(n_seeds),
             "mean_within_distance": within.mean() if within.size else np.nan,
             "calibrated": label is not None,
-            "unseparated_from_other_classes": ", ".join(others),
+            # Evidence: how close the class came to being split, and how clearly it is apart.
+            "max_ratio_in_class": max((pairs_to[o].ratio for o in mates), default=np.nan),
+            "min_p_holm_in_class": min((pairs_to[o].p_holm for o in mates), default=np.nan),
+            "max_p_holm_to_other_classes": max((pairs_to[o].p_holm for o in outside), default=np.nan),
+            "unseparated_from_other_classes": ", ".join(
+                sorted(o for o in outside if not pairs_to[o].separated)),
             "note": ("single seed: not calibrated, no class" if label is None else
                      f"too few seeds to separate it from {', '.join(powerless)}" if powerless else ""),
         })

@@ -64,6 +64,9 @@ def test_two_well_separated_centres_give_exactly_two_classes():
     pairs = table.attrs["pairwise"]
     across = pairs[pairs["condition_a"].str[0] != pairs["condition_b"].str[0]]
     assert across["separated"].all() and (across["ratio"] > 5).all()
+    evidence = table.set_index("condition").loc["a1"]
+    assert evidence["max_p_holm_to_other_classes"] <= 0.01 < evidence["min_p_holm_in_class"]
+    assert evidence["max_ratio_in_class"] < 2 and evidence["unseparated_from_other_classes"] == ""
 
 
 def test_three_well_separated_centres_give_exactly_three_classes():
