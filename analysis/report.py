@@ -26,6 +26,7 @@ from analysis.records import Records, config_summary, load_records
 logger = logging.getLogger(__name__)
 
 OUTPUT_FOLDER = "analysis"
+MAX_WINDOW_CONDITIONS = 40  # 780 pairwise tests; beyond, per-window classes take minutes
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,17 @@ def run_analysis(directory, options: AnalysisOptions = AnalysisOptions()) -> Ana
     window_conjugacy, window_frame = None, pd.DataFrame()
     if _is_windowed(records.spectra):
         window_frame = tables.window_distance_frame(records.spectra)
-        window_conjugacy = analyse_conjugacy(windows_as_conditions(records.spectra), **kwargs)
         notes.append("windowed runs: the (condition, seed) distance is the mean over equal "
                      "window starts; window_classes.csv treats each (condition, window) as a "
                      "condition")
+        by_window = windows_as_conditions(records.spectra)
+        n_window_conditions = by_window["condition"].nunique()
+        if n_window_conditions <= MAX_WINDOW_CONDITIONS:
+            window_conjugacy = analyse_conjugacy(by_window, **kwargs)
+        else:
+            notes.append(f"{n_window_conditions} (condition, window) combinations: more than "
+                         f"{MAX_WINDOW_CONDITIONS}, so no per-window classes (the window x window "
+                         "heat map is still drawn)")
     result = AnalysisResult(output, conjugacy, window_conjugacy, notes)
     _write_tables(result, window_frame)
     _write_figures(result, records, window_frame)
