@@ -85,6 +85,7 @@ def init_ray(options: LaunchOptions) -> None:
     # A local Ray advertises loopback only and opens no dashboard; Ray >= 2.59 also turns on
     # token authentication for it (the token lands in ~/.ray/auth_token unless RAY_AUTH_TOKEN).
     ray.init(
+        address="local",  # never join a cluster someone else started on this machine
         num_cpus=options.num_cpus,
         num_gpus=options.num_gpus,
         include_dashboard=False,

@@ -25,7 +25,7 @@ TINY = {"trial_type": "network", "dataset": "digits", "model": "fcn", "width": 5
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
+    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
              _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()

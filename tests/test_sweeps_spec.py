@@ -208,3 +208,17 @@ def test_bundle_records_failures_and_divergence_and_skips_finished_setups():
     assert statuses == {"t0": "failed", "t1": "diverged"}
     assert "MNIST" in done[0]["trial_row"]["message"] and done[0]["spectrum_rows"] == []
     assert set(state["completed"]) == {"t0", "t1"}
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
+def test_cluster_configs_pass_rays_own_schema_with_token_and_shared_storage(name):
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    path = Path(__file__).resolve().parents[1] / "sweeps" / name
+    config = yaml.safe_load(path.read_text())
+    validate_config(prepare_config(config))  # raises on any key Ray's launcher would reject
+    start_commands = config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    assert all("RAY_AUTH_MODE=token" in command for command in start_commands if "ray start" in command)
+    assert "~/.ray/auth_token" in config["file_mounts"]
+    assert "/shared" in path.read_text()  # the shared folder for Tune's storage_path
