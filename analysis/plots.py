@@ -23,10 +23,12 @@ NEAR_ONE_RADIUS = 0.2  # points this close to lambda = 1 get a zoomed inset when
 
 def class_palette(labels) -> dict:
     """A stable colour per class label; grey for conditions without a class."""
+    labels = list(labels)
     names = sorted({label for label in labels if label != NO_CLASS})
     colours = sns.color_palette("tab10", max(len(names), 1))
     palette = {name: colours[i % len(colours)] for i, name in enumerate(names)}
-    palette[NO_CLASS] = (0.6, 0.6, 0.6)
+    if NO_CLASS in set(labels):
+        palette[NO_CLASS] = (0.6, 0.6, 0.6)
     return palette
 
 
