@@ -25,6 +25,8 @@ def test_smoke_path_writes_every_output_with_the_known_classes(tmp_path, capsys)
     assert len(distances) == 19 ** 2  # 3 conditions x 6 seeds + 1 single seed, all ordered pairs
     report = (out / "report.md").read_text()
     assert "excluded trial a-seed99" in report and "![Eigenvalues" in report
+    page = (out / "report.html").read_text()
+    assert '<img src="distance_heatmap.png"' in page and "<table" in page
     printed = capsys.readouterr().out
     assert "conjugacy_class" in printed and "single" in printed
 

@@ -107,3 +107,9 @@ def test_part_files_are_read_when_the_consolidated_file_is_missing(tmp_path):
     assert len(records.spectra) == len(spectra)
     assert any("a-seed9.spectra.parquet is not a readable Parquet file" in n for n in records.notes)
     assert any("read 3 of 4 part files" in n for n in records.notes)
+
+
+def test_spectra_file_with_no_rows_is_named(tmp_path):
+    spectra = synthetic_spectra({"a": 0.0}, n_seeds=2)
+    with pytest.raises(RecordsError, match="no valid spectra in"):
+        load_records(write(tmp_path, spectra.iloc[:0], trials_table(spectra)))
