@@ -42,3 +42,15 @@ def test_module_entry_point_runs(tmp_path):
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "tables, figures and report" in completed.stdout
+
+
+def test_single_seed_sweep_is_reported_not_classified(tmp_path, capsys):
+    # A sweep's smoke run has one seed per condition: nothing can be calibrated, and the
+    # analysis must say so instead of inventing classes.
+    from analysis.synthetic import synthetic_spectra
+    synthetic_spectra({"omd": 0.0, "bisection": -0.3}, n_seeds=1).to_parquet(tmp_path / "spectra.parquet")
+    assert main([str(tmp_path), "--quiet"]) == 0
+    classes = pd.read_csv(tmp_path / "analysis" / "conjugacy_classes.csv")
+    assert classes["conjugacy_class"].isna().all() and not classes["calibrated"].any()
+    printed = capsys.readouterr().out
+    assert "'omd' has a single seed" in printed and "trials.parquet is missing" in printed
