@@ -140,17 +140,19 @@ def test_job_submission_to_a_local_head_with_a_token(tmp_path):
         for package in ("study", "sweeps", "analysis"):
             shutil.copytree(ROOT / package, working_dir / package,
                             ignore=shutil.ignore_patterns("__pycache__"))
-        _write_sweep(working_dir)
         out = tmp_path / "out"
+        # The job is the CLI's smoke mode: omd_ogd's quick preset, first two seeds (6 trials).
         submitted = subprocess.run(
             [RAY, "job", "submit", "--address", url, "--working-dir", str(working_dir), "--",
-             "python", "-m", "sweeps", "run", "tiny.yaml", "--out", str(out), "--no-analysis"],
+             "python", "-m", "sweeps", "run", "omd_ogd", "--smoke", "--out", str(out), "--no-analysis"],
             env=environment, capture_output=True, text=True, timeout=240)
         assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
         assert "succeeded" in submitted.stdout.lower()
         trials = pd.read_parquet(out / "trials.parquet")
         assert len(trials) == 6 and set(trials["status"]) == {"ok"}
-        assert len(pd.read_parquet(out / "spectra.parquet")) > 0
+        assert set(trials["validation_method"]) == {"omd", "ogd", "bisection"}
+        spectra = pd.read_parquet(out / "spectra.parquet")
+        assert (spectra.groupby("trial_id").size() == 10).all()  # delays 4, no truncation: 10 eigenvalues
     finally:
         _kill_group(head, signal.SIGTERM)  # `ray start --block` stops its processes on SIGTERM
         try:
