@@ -7,7 +7,7 @@ The sketch is the linear map ``S`` (s, P) with one nonzero per column:
 
     h(i) = (a * i + b) mod 2**64           a odd, a and b drawn from random_state
     bucket(i) = ((h1(i) >> 32) * s) >> 32   (the top 32 bits scaled to [0, s))
-    sign(i) = +1 if the top bit of h2(i) is 0 else -1
+    sign(i) = +1 if the top bit of h2(i) is 0 else -1     ((h2 >> 63) | 1, arithmetic shift)
 
 They are computed in chunks of ``chunk_size`` indices at a time, so memory never holds an
 O(P) index array; when P fits in one chunk the chunk's hashes are cached (memory O(chunk)).
@@ -64,14 +64,36 @@ class CountSketch:
         self._sign_multiplier = _as_signed_64(draws[2] | 1)
         self._sign_offset = _as_signed_64(draws[3])
         self._cache: dict = {}  # (backend, device) -> (buckets, signs) when P fits one chunk
+        self._workspace: dict = {}  # reused O(chunk) hashing buffers of the numpy path
 
-    def _hashes_numpy(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        index = np.arange(start, stop, dtype=np.int64)
+    def _hashes_numpy(self, start: int, stop: int, workspace: dict | None = None):
+        """(buckets int64, signs float64) of indices [start, stop), in place in ``workspace``.
+
+        In-place ufuncs on reused buffers: fresh multi-MiB temporaries would each cost a
+        round of page faults, which dominated the sketch of a 1e7-parameter snapshot.
+        """
+        size = stop - start
+        if workspace is None:
+            workspace = {}
+        if workspace.get("size", -1) < size:
+            workspace.update(size=size, index=np.empty(size, np.int64),
+                             buckets=np.empty(size, np.int64), signed=np.empty(size, np.int64),
+                             signs=np.empty(size), weights=np.empty(size))
+        index, buckets = workspace["index"][:size], workspace["buckets"][:size]
+        signed, signs = workspace["signed"][:size], workspace["signs"][:size]
+        index[:] = np.arange(start, stop, dtype=np.int64)
         with np.errstate(over="ignore"):  # wrap-around modulo 2**64 is the hash
-            high = index * np.int64(self._bucket_multiplier) + np.int64(self._bucket_offset)
-            buckets = (((high >> 32) & _MASK_32) * self.sketch_dimension) >> 32
-            signed = index * np.int64(self._sign_multiplier) + np.int64(self._sign_offset)
-        signs = 1.0 - 2.0 * ((signed >> 63) & 1).astype(np.float64)
+            np.multiply(index, np.int64(self._bucket_multiplier), out=buckets)
+            np.add(buckets, np.int64(self._bucket_offset), out=buckets)
+            np.multiply(index, np.int64(self._sign_multiplier), out=signed)
+            np.add(signed, np.int64(self._sign_offset), out=signed)
+        np.right_shift(buckets, 32, out=buckets)
+        np.bitwise_and(buckets, _MASK_32, out=buckets)
+        np.multiply(buckets, self.sketch_dimension, out=buckets)
+        np.right_shift(buckets, 32, out=buckets)
+        np.right_shift(signed, 63, out=signed)  # arithmetic shift: -1 if the top bit is set
+        np.bitwise_or(signed, 1, out=signed)  # -1 -> -1, 0 -> +1
+        signs[:] = signed
         return buckets, signs
 
     def _hashes_torch(self, start: int, stop: int, device):
@@ -81,7 +103,7 @@ class CountSketch:
         high = index * self._bucket_multiplier + self._bucket_offset
         buckets = (((high >> 32) & _MASK_32) * self.sketch_dimension) >> 32
         signed = index * self._sign_multiplier + self._sign_offset
-        signs = 1.0 - 2.0 * ((signed >> 63) & 1).to(torch.float64)
+        signs = ((signed >> 63) | 1).to(torch.float64)  # same bits as the numpy path
         return buckets, signs
 
     def _chunk_hashes(self, start: int, stop: int, backend: str, device=None):
@@ -92,14 +114,23 @@ class CountSketch:
         if backend == "torch":
             hashes = self._hashes_torch(start, stop, device)
         else:
-            hashes = self._hashes_numpy(start, stop)
+            hashes = self._hashes_numpy(start, stop, None if single_chunk else self._workspace)
         if single_chunk:
             self._cache[key] = hashes
         return hashes
 
     def transform(self, values):
-        """``S x`` for ``x`` of shape ``(n_features,)`` or ``(n_rows, n_features)``."""
+        """``S x`` for ``x`` of shape ``(n_features,)`` or ``(n_rows, n_features)``.
+
+        numpy in, numpy out; a torch tensor in, a float64 tensor on its device out (CPU
+        tensors are sketched through their numpy view: no copy, and faster than
+        ``index_add_`` on CPU; other devices use ``index_add_`` on the device).
+        """
         if type(values).__module__.startswith("torch"):
+            if values.device.type == "cpu":
+                import torch
+
+                return torch.from_numpy(self._transform_numpy(values.detach().numpy()))
             return self._transform_torch(values)
         return self._transform_numpy(np.asarray(values))
 
@@ -116,8 +147,11 @@ class CountSketch:
         for start in range(0, self.n_features, self.chunk_size):
             stop = min(start + self.chunk_size, self.n_features)
             buckets, signs = self._chunk_hashes(start, stop, "numpy")
+            weights = self._workspace.setdefault(
+                "row_weights", np.empty(min(self.chunk_size, self.n_features)))
             for row, target in zip(rows, sketched):
-                target += np.bincount(buckets, weights=row[start:stop] * signs,
+                np.multiply(row[start:stop], signs, out=weights[: stop - start])
+                target += np.bincount(buckets, weights=weights[: stop - start],
                                       minlength=self.sketch_dimension)
         return sketched.reshape(values.shape[:-1] + (self.sketch_dimension,))
 

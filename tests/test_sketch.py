@@ -72,6 +72,9 @@ def test_chunked_hashing_equals_one_chunk_and_is_seeded():
     np.testing.assert_allclose(chunked.transform(values), whole, atol=1e-12)
     np.testing.assert_allclose(chunked.transform(torch.from_numpy(values)).numpy(), whole,
                                atol=1e-12)
+    # the index_add_ path used for tensors on accelerators, run here on the CPU
+    np.testing.assert_allclose(chunked._transform_torch(torch.from_numpy(values)).numpy(),
+                               whole, atol=1e-12)
     assert not np.allclose(CountSketch(5000, 64, random_state=10).transform(values), whole)
 
 
