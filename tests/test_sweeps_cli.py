@@ -152,7 +152,7 @@ def test_job_submission_to_a_local_head_with_a_token(tmp_path):
         assert len(trials) == 6 and set(trials["status"]) == {"ok"}
         assert set(trials["validation_method"]) == {"omd", "ogd", "bisection"}
         spectra = pd.read_parquet(out / "spectra.parquet")
-        assert (spectra.groupby("trial_id").size() == 10).all()  # delays 4, no truncation: 10 eigenvalues
+        assert set(spectra["trial_id"]) == set(trials["trial_id"])  # every trial has its spectrum
     finally:
         _kill_group(head, signal.SIGTERM)  # `ray start --block` stops its processes on SIGTERM
         try:
