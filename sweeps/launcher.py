@@ -45,6 +45,8 @@ EXPERIMENT_NAME = "tune"  # DIR/tune holds Tune's experiment state (what `resume
 SWEEP_FILE = "sweep.json"  # provenance: spec, options, package and Ray versions, command
 STATE_FILE = "bundle_state.pkl"  # inside each Tune checkpoint folder
 DEFAULT_OBJECT_STORE_BYTES = 256 * 2**20  # results are small dicts; cap Ray's shared memory
+# Trials per Tune trial when the cluster has no free slot yet (an autoscaler will add nodes).
+SETUPS_PER_TASK_WHEN_SCALING = 4
 
 # Tune's default loggers write every result (eigenvalue lists included) to JSON/CSV/TensorBoard
 # per trial; the records already hold everything, so skip that per-report cost.
@@ -100,16 +102,21 @@ def count_slots(options: LaunchOptions) -> int:
     slots = math.floor(resources.get("CPU", 0) / options.cpus_per_trial) if options.cpus_per_trial else 10**6
     if options.gpus_per_trial:
         slots = min(slots, math.floor(resources.get("GPU", 0) / options.gpus_per_trial + 1e-9))
-    if slots < 1:
+    if slots < 1 and not (options.address or os.environ.get("RAY_ADDRESS")):
         raise RuntimeError(
-            f"the cluster ({dict(resources)}) cannot fit one trial of {options.cpus_per_trial} CPU "
-            f"and {options.gpus_per_trial} GPU"
+            f"this machine's Ray ({dict(resources)}) cannot fit one trial of "
+            f"{options.cpus_per_trial} CPU and {options.gpus_per_trial} GPU"
         )
-    return slots
+    if slots < 1:
+        logger.warning("the cluster has no room for a trial yet (%s); waiting for the autoscaler, "
+                       "%d trials per Tune trial", dict(resources), SETUPS_PER_TASK_WHEN_SCALING)
+    return max(slots, 0)
 
 
 def plan_bundles(setups: Sequence[TrialSetup], n_slots: int, setups_per_task: int | None) -> list[list[str]]:
     """Deal setup ids round-robin into bundles, so each bundle mixes the grid's conditions."""
+    if setups_per_task is None and n_slots < 1:
+        setups_per_task = SETUPS_PER_TASK_WHEN_SCALING
     if setups_per_task is not None:
         n_bundles = math.ceil(len(setups) / setups_per_task)
     else:

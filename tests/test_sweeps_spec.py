@@ -222,3 +222,16 @@ def test_cluster_configs_pass_rays_own_schema_with_token_and_shared_storage(name
     assert all("RAY_AUTH_MODE=token" in command for command in start_commands if "ray start" in command)
     assert "~/.ray/auth_token" in config["file_mounts"]
     assert "/shared" in path.read_text()  # the shared folder for Tune's storage_path
+
+
+def test_bundles_deal_every_setup_once_mixing_conditions():
+    from sweeps.launcher import SETUPS_PER_TASK_WHEN_SCALING, plan_bundles
+
+    setups = expand(get_sweep("fcn_width", quick=True))  # 3 widths x 4 seeds, grid-major order
+    bundles = plan_bundles(setups, n_slots=2, setups_per_task=None)
+    assert len(bundles) == 2 and sorted(sum(bundles, [])) == sorted(s.trial_id for s in setups)
+    for bundle in bundles:  # round-robin: each bundle gets every width, so bundles cost alike
+        assert {trial_id.split("-")[0] for trial_id in bundle} == {"width=5", "width=10", "width=40"}
+    assert [len(b) for b in plan_bundles(setups, n_slots=8, setups_per_task=5)] == [4, 4, 4]
+    # No free slot yet (an autoscaling cluster): fixed-size bundles.
+    assert all(len(b) <= SETUPS_PER_TASK_WHEN_SCALING for b in plan_bundles(setups, 0, None))
