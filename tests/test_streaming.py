@@ -100,3 +100,30 @@ def test_wrong_snapshot_shape_and_bad_windows_raise():
         estimator.fit_window(0, 5)
     with pytest.raises(ValueError, match="sketch_dimension must be None or an int >= 1"):
         StreamingKoopman(sketch_dimension=0)
+
+
+def test_float32_snapshots_are_stored_exactly_and_widened_by_a_float64_feed():
+    data = drifting_replicas()
+    narrow = data.astype(np.float32)
+    estimator = StreamingKoopman(n_replicas=3, delays=1, rank=4)
+    for step in range(200):
+        estimator.partial_fit(torch.from_numpy(narrow[:, step]))
+    assert estimator.state_dict()["snapshots"].dtype == np.float32  # half the memory
+    np.testing.assert_array_equal(estimator.window(), narrow[:, :200].astype(np.float64))
+    np.testing.assert_array_equal(
+        estimator.eigenvalues(), koopman_eigenvalues(narrow[:, :200].astype(np.float64),
+                                                     delays=1, rank=4))
+    for step in range(200, 300):  # float64 feeds: storage widens, nothing is rounded
+        estimator.partial_fit(data[:, step])
+    assert estimator.state_dict()["snapshots"].dtype == np.float64
+    expected = np.concatenate([narrow[:, :200].astype(np.float64), data[:, 200:]], axis=1)
+    np.testing.assert_array_equal(estimator.window(), expected)
+    restored = StreamingKoopman.from_state_dict(estimator.state_dict())
+    np.testing.assert_array_equal(restored.window(), expected)
+
+
+def test_huge_finite_float32_values_are_not_mistaken_for_overflow():
+    estimator = StreamingKoopman(n_replicas=1)
+    snapshot = np.full((1, 4000), 1e35, dtype=np.float32)  # float32 sum overflows, values do not
+    estimator.partial_fit(snapshot)
+    assert estimator.n_steps_seen_ == 1
