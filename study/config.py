@@ -326,4 +326,5 @@ def _validate_pairing(config: TrialConfig) -> None:
     if model == "resnet20":
         _require(dataset == "cifar10", "model", model, "resnet20 needs 3-channel cifar10 images")
     if dataset in ("mnist", "cifar10"):
-        _require(config.data.data_dir is not None, "data_dir", None, f"{dataset} needs a folder")
+        _require(config.data.data_dir is not None, "data_dir", None,
+                 f"dataset {dataset!r} reads its files from a folder; set data_dir")

@@ -10,6 +10,7 @@ Inputs keep their natural layout: images ``(n_samples, channels, height, width)`
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import pickle
@@ -122,7 +123,15 @@ def _read_mnist_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]
     paths = [_find(folder, name) for name in MNIST_FILES[split]]
     if any(path is None for path in paths):
         return None
-    images, labels = (read_idx(path) for path in paths)
+    stamps = tuple((str(path), path.stat().st_mtime_ns) for path in paths)
+    return _decoded_mnist(stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded_mnist(stamps: tuple[tuple[str, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded images and labels, cached per process: a worker running many trials (a sweep)
+    decompresses the files once. Keyed by path and modification time; never mutated."""
+    images, labels = (read_idx(Path(path)) for path, _ in stamps)
     return (images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64)
 
 

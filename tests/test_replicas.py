@@ -11,6 +11,15 @@ from study.replicas import (SequentialReplicas, VectorizedReplicas, constrain_no
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread, above all on a shared, busy CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def train_both(model_config, optimizer_config, input_shape, inputs, labels, n_steps=50,
                n_replicas=4, constant_norm=False, batch_size=16, vocabulary=None):
     model = make_model(model_config, input_shape, int(labels.max()) + 1, vocabulary, seed=0)
