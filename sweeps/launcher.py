@@ -297,7 +297,8 @@ def resume_sweep(out_dir: str | Path, *, address: str | None = None):
     out_dir = Path(out_dir).resolve()
     saved = read_sweep_file(out_dir)
     spec = spec_from_dict(saved["spec"], source=str(out_dir / SWEEP_FILE))
-    options = LaunchOptions(**{**saved["options"], **({"address": address} if address else {})})
+    # The cluster of the first run may be gone: join the one named now (or RAY_ADDRESS / local).
+    options = LaunchOptions(**{**saved["options"], "address": address})
     setups = validate(spec)
     init_ray(options)
     experiment = os.path.join(options.storage_path or str(out_dir), EXPERIMENT_NAME)
