@@ -77,10 +77,12 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     before = {trial_id: pd.read_parquet(out / "records" / f"{trial_id}.trial.parquet")["finished_at"][0]
               for trial_id in finished_before}
 
-    resumed = subprocess.run([PYTHON, "-m", "sweeps", "resume", str(out), "--no-analysis"], cwd=ROOT,
+    # Resume with the default analysis stage: the conjugacy table is printed at the end.
+    resumed = subprocess.run([PYTHON, "-m", "sweeps", "resume", str(out)], cwd=ROOT,
                              env=_environment(), capture_output=True, text=True, timeout=240,
                              start_new_session=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "conjugacy_class" in resumed.stdout and (out / "analysis").is_dir()
     trials = pd.read_parquet(out / "trials.parquet")
     spectra = pd.read_parquet(out / "spectra.parquet")
     assert len(trials) == 6 and trials["trial_id"].is_unique and set(trials["status"]) == {"ok"}
