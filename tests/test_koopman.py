@@ -1,5 +1,7 @@
 """Projected DMD (study.koopman): known spectra, PyDMD agreement, replicas, delays, bad input."""
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -157,6 +159,7 @@ def test_bad_shapes_are_clear_errors():
         koopman_eigenvalues([np.ones((10, 2)), np.ones((10, 3))])
 
 
+@functools.lru_cache(maxsize=2)  # shared by test_koopman and test_sketch; never mutated
 def trained_fcn_output_weights(n_replicas=4, n_steps=300, width=20, seed=0):
     """(n_replicas, n_steps, 10 * width): output-layer weights of 784 -> width -> 10 ReLU nets.
 

@@ -1,0 +1,245 @@
+"""Benchmark of the Koopman core (issue 2, performance targets (a), (b), (c)).
+
+Run from the repository root:
+
+    python tests/benchmarks/bench_koopman.py            # full: the paper-sized problems (~3-5 min)
+    python tests/benchmarks/bench_koopman.py --quick    # seconds: smaller problems, same code
+
+Every figure is printed next to a baseline measured in the same run (CPUs are shared, so
+absolute times are provisional):
+
+(a) per-step cost of ``StreamingKoopman.partial_fit`` with a (10, 400) float32 torch snapshot
+    (10 replicas of the h = 40 FCN output layer) against one SGD step of the paper's FCN
+    (784 -> 40 -> 10, no biases, ReLU, log-softmax + NLL, batch 60, torch, CPU), interleaved.
+(b) peak memory of the estimator fed a sketched 1e6- and 1e7-parameter stream: peak RSS of a
+    subprocess that generates the stream and feeds it (then fits the last window), minus the
+    peak RSS of the same subprocess generating the stream without the estimator.
+(c) the paper's FCN spectrum (h = 40: 10 replicas x 1,000 steps x 400 weights from actually
+    training the nets on synthetic data, delays 8, rank 10; --quick: 10 x 300 x 200): the fast
+    block-Krylov solver against the full-SVD recipe, each in a fresh subprocess (time, peak RSS
+    above the loaded data), and the largest eigenvalue difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def train_fcn_replicas(n_replicas: int, n_steps: int, width: int, seed: int = 0) -> np.ndarray:
+    """(n_replicas, n_steps, 10 * width) output-layer weights of SGD-trained 784-width-10 nets."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(784, 10, generator=generator)  # synthetic labels: a linear teacher
+    base = [torch.randn(width, 784, generator=generator) * (2 / 784) ** 0.5,
+            torch.randn(10, width, generator=generator) * width**-0.5]
+    replicas = [[(w * (1 + 0.001 * (2 * torch.rand(w.shape, generator=generator) - 1)))
+                 .requires_grad_() for w in base] for _ in range(n_replicas)]
+    weights = np.empty((n_replicas, n_steps, 10 * width))
+    for step in range(n_steps):
+        inputs = torch.randn(60, 784, generator=generator)
+        labels = (inputs @ teacher).argmax(1)
+        for index, (hidden, output) in enumerate(replicas):
+            loss = torch.nn.functional.cross_entropy(torch.relu(inputs @ hidden.T) @ output.T,
+                                                     labels)
+            gradients = torch.autograd.grad(loss, (hidden, output))
+            with torch.no_grad():
+                hidden -= 0.1 * gradients[0]
+                output -= 0.1 * gradients[1]
+            weights[index, step] = output.detach().numpy().ravel()
+    return weights
+
+
+def feed_cost(n_steps: int) -> dict:
+    """(a): mean per-step times over interleaved blocks of 50 SGD steps and 50 feeds."""
+    import torch
+
+    from study.streaming import StreamingKoopman
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 40, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(40, 10, bias=False), torch.nn.LogSoftmax(dim=1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    inputs, labels = torch.randn(60, 784), torch.randint(0, 10, (60,))
+    snapshot = torch.randn(10, 400)  # 10 replicas x the h = 40 output layer, float32
+
+    def sgd_step():
+        optimizer.zero_grad()
+        torch.nn.functional.nll_loss(model(inputs), labels).backward()
+        optimizer.step()
+
+    for _ in range(50):  # warm-up: allocator, autograd graph caches
+        sgd_step()
+    estimator = StreamingKoopman(n_replicas=10, delays=8, rank=10)
+    sgd_time = feed_time = 0.0
+    block = 50
+    for _ in range(n_steps // block):
+        start = time.perf_counter()
+        for _ in range(block):
+            sgd_step()
+        middle = time.perf_counter()
+        for _ in range(block):
+            estimator.partial_fit(snapshot)  # copies the values: reuse does not flatter it
+        sgd_time += middle - start
+        feed_time += time.perf_counter() - middle
+    steps = (n_steps // block) * block
+    # steady state: the same feeds into memory that is already mapped (no growth)
+    refeed = StreamingKoopman(n_replicas=10, delays=8, rank=10)
+    start = time.perf_counter()
+    for _ in range(steps):
+        refeed.partial_fit(snapshot)
+    del refeed
+    return {"steps": steps, "sgd_us": 1e6 * sgd_time / steps, "feed_us": 1e6 * feed_time / steps,
+            "feed_second_stream_us": 1e6 * (time.perf_counter() - start) / steps}
+
+
+STREAM_CHILD = """
+import resource, sys, tracemalloc, torch
+sys.path.insert(0, {root!r})
+from study.streaming import StreamingKoopman
+n_parameters, n_steps, sketch_dimension, with_estimator = {arguments}
+generator = torch.Generator().manual_seed(0)
+weights = torch.zeros(1, n_parameters)
+update = torch.randn(1, n_parameters, generator=generator) * 1e-3
+mixing = torch.randn(1, n_parameters, generator=generator) * 1e-3
+estimator = (StreamingKoopman(n_replicas=1, delays=8, rank=10, sketch_dimension=sketch_dimension)
+             if with_estimator else None)
+# tracemalloc sees numpy/Python allocations (the estimator's buffer, hashing workspace and fit),
+# not the torch tensors that stand in for the model: a direct figure for the estimator alone
+tracemalloc.start()
+for step in range(n_steps):
+    weights.add_(update).add_(mixing, alpha=float(torch.sin(torch.tensor(0.05 * step))))
+    if estimator is not None:
+        estimator.partial_fit(weights)
+if estimator is not None:
+    estimator.fit_window(max(0, n_steps - 500), n_steps)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, tracemalloc.get_traced_memory()[1])
+"""
+
+
+def stream_peaks(n_parameters: int, n_steps: int, sketch_dimension: int,
+                 with_estimator: bool) -> tuple[int, int]:
+    """(peak RSS KiB, tracemalloc peak bytes) of a child generating (and feeding) the stream."""
+    code = STREAM_CHILD.format(root=str(ROOT), arguments=(
+        n_parameters, n_steps, sketch_dimension, with_estimator))
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    rss, traced = output.stdout.strip().splitlines()[-1].split()
+    return int(rss), int(traced)
+
+
+SOLVE_CHILD = """
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from study.koopman import fit_koopman
+data = np.load({path!r})
+# warm BLAS/LAPACK first: OpenBLAS maps its thread buffers (~hundreds of MiB of RSS) on the
+# first call; they belong to the process, not to either solver
+warm = np.random.default_rng(0).normal(size=(1000, 1000))
+np.linalg.svd(warm[:300, :200], full_matrices=False), warm @ warm
+del warm
+def rss_kib():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4
+before = rss_kib()
+start = time.perf_counter()
+fit = fit_koopman(data, delays={delays}, rank={rank}, solver={solver!r})
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"seconds": seconds, "peak_above_data_mib": (peak - before) / 1024,
+                  "solver": fit.solver, "real": fit.eigenvalues.real.tolist(),
+                  "imag": fit.eigenvalues.imag.tolist()}}))
+"""
+
+
+def solve_in_child(path: str, solver: str, delays: int, rank: int) -> dict:
+    code = SOLVE_CHILD.format(root=str(ROOT), path=path, delays=delays, rank=rank, solver=solver)
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    result["eigenvalues"] = np.array(result.pop("real")) + 1j * np.array(result.pop("imag"))
+    return result
+
+
+def max_matched_difference(first: np.ndarray, second: np.ndarray) -> float:
+    from scipy.optimize import linear_sum_assignment
+
+    cost = np.abs(first[:, None] - second[None, :])
+    rows, columns = linear_sum_assignment(cost)
+    return float(cost[rows, columns].max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller problems, seconds")
+    quick = parser.parse_args().quick
+    import torch
+
+    torch.set_num_threads(1)  # the SGD baseline at its fastest on shared cores: a fair ratio
+
+    print("(a) feeding StreamingKoopman vs one SGD step of the FCN 784-40-10, batch 60 "
+          "(torch, 1 thread)")
+    feed = feed_cost(500 if quick else 2000)
+    print(f"    one SGD step (one net):            {feed['sgd_us']:8.1f} us")
+    print(f"    partial_fit (10, 400) float32:      {feed['feed_us']:8.1f} us  "
+          f"= {100 * feed['feed_us'] / feed['sgd_us']:.1f}% of an SGD step "
+          f"({100 * feed['feed_us'] / (10 * feed['sgd_us']):.2f}% of a 10-replica step); "
+          f"{feed['steps']} steps incl. buffer growth")
+    print(f"    partial_fit, second stream:         {feed['feed_second_stream_us']:8.1f} us  "
+          f"= {100 * feed['feed_second_stream_us'] / feed['sgd_us']:.1f}% (memory reused)")
+
+    n_steps, sketch_dimension = (100, 256) if quick else (1000, 256)
+    print(f"(b) estimator peak memory, sketched stream (s = {sketch_dimension}, {n_steps} steps, "
+          f"fit of the last window with delays 8, rank 10)")
+    estimator_mib = {}
+    for n_parameters in (10**6, 10**7):
+        with_estimator, traced = stream_peaks(n_parameters, n_steps, sketch_dimension, True)
+        without, _ = stream_peaks(n_parameters, n_steps, sketch_dimension, False)
+        estimator_mib[n_parameters] = traced / 2**20
+        print(f"    P = {n_parameters:>10,}: peak RSS {with_estimator / 1024:7.1f} MiB with, "
+              f"{without / 1024:7.1f} MiB without (difference "
+              f"{(with_estimator - without) / 1024:6.1f} MiB); estimator's own allocations "
+              f"(tracemalloc) {estimator_mib[n_parameters]:6.1f} MiB")
+    ratio = estimator_mib[10**7] / max(estimator_mib[10**6], 1e-9)
+    print(f"    estimator memory ratio 1e7 / 1e6: {ratio:.2f} (P grew 10x); the stream data "
+          f"itself is {n_steps * sketch_dimension * 8 / 2**20:.1f} MiB")
+
+    n_replicas, n_steps, width = (10, 300, 20) if quick else (10, 1000, 40)
+    delays, rank = 32 * 10 // width // (2 if quick else 1), 10
+    print(f"(c) spectrum: {n_replicas} replicas x {n_steps} steps x {10 * width} weights, "
+          f"delays {delays}, rank {rank}")
+    start = time.perf_counter()
+    data = train_fcn_replicas(n_replicas, n_steps, width)
+    embedded, n_pairs = (delays + 1) * 10 * width, n_replicas * (n_steps - delays - 1)
+    print(f"    trained the nets in {time.perf_counter() - start:.1f} s; Hankel X is "
+          f"{embedded:,} x {n_pairs:,} ({embedded * n_pairs * 8 / 2**20:.0f} MiB if formed)")
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "trajectories.npy")
+        np.save(path, data)
+        fast = solve_in_child(path, "gram", delays, rank)
+        reference = solve_in_child(path, "svd", delays, rank)
+    print(f"    full-SVD recipe:       {reference['seconds']:8.3f} s, "
+          f"peak {reference['peak_above_data_mib']:7.1f} MiB above the data")
+    print(f"    block-Krylov (fast):   {fast['seconds']:8.3f} s, "
+          f"peak {fast['peak_above_data_mib']:7.1f} MiB above the data "
+          f"(solver used: {fast['solver']})")
+    print(f"    speed-up {reference['seconds'] / fast['seconds']:.1f}x, memory ratio "
+          f"{fast['peak_above_data_mib'] / max(reference['peak_above_data_mib'], 1e-9):.3f}, "
+          f"max |eigenvalue difference| "
+          f"{max_matched_difference(fast['eigenvalues'], reference['eigenvalues']):.2e}")
+
+
+if __name__ == "__main__":
+    main()
