@@ -82,7 +82,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
                              env=_environment(), capture_output=True, text=True, timeout=240,
                              start_new_session=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "conjugacy_class" in resumed.stdout and (out / "analysis").is_dir()
+    # The analysis stage ran on the finished records (its own tests check what it writes).
+    assert (out / "analysis").is_dir() and any((out / "analysis").iterdir()), resumed.stdout[-2000:]
     trials = pd.read_parquet(out / "trials.parquet")
     spectra = pd.read_parquet(out / "spectra.parquet")
     assert len(trials) == 6 and trials["trial_id"].is_unique and set(trials["status"]) == {"ok"}
