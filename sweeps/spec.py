@@ -11,6 +11,7 @@ Pure Python: no Ray here, so specs can be built, listed and validated without a 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -160,23 +161,22 @@ def validate(spec: SweepSpec) -> list[TrialSetup]:
 
 
 def with_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> SweepSpec:
-    """``spec`` with ``overrides`` set in base (and removed from grid/points where varied)."""
+    """``spec`` with ``overrides`` fixed in base for every setup (removed where they varied)."""
     if not overrides:
         return spec
     if "seed" in overrides:
         raise SweepSpecError("override 'seed' is not allowed; seeds come from the sweep")
-    grid = {key: values for key, values in spec.grid.items() if key not in overrides}
-    points = tuple({k: v for k, v in point.items() if k not in overrides} for point in spec.points)
-    points = tuple(point for point in points if point) if any(points) else ()
-    return SweepSpec(
-        name=spec.name,
-        description=spec.description,
+
+    def without(values: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in values.items() if key not in overrides}
+
+    points = tuple(point for point in map(without, spec.points) if point)  # an emptied point goes
+    return dataclasses.replace(
+        spec,
         base={**dict(spec.base), **dict(overrides)},
-        grid=grid,
+        grid=without(spec.grid),
         points=points,
-        seeds=tuple(spec.seeds),
-        seed_overrides={s: {k: v for k, v in o.items() if k not in overrides} for s, o in spec.seed_overrides.items()},
-        label_keys=spec.label_keys,
+        seed_overrides={seed: without(values) for seed, values in spec.seed_overrides.items()},
     )
 
 
