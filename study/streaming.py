@@ -69,19 +69,18 @@ class StreamingKoopman:
         self._check_parameters()
 
     def _check_parameters(self) -> None:
-        if isinstance(self.n_replicas, bool) or not isinstance(self.n_replicas, int) \
-                or self.n_replicas < 1:
-            raise ValueError(f"n_replicas must be an int >= 1; got {self.n_replicas!r}")
-        if self.sketch_dimension is not None and (
-                isinstance(self.sketch_dimension, bool)
-                or not isinstance(self.sketch_dimension, int) or self.sketch_dimension < 1):
-            raise ValueError(
-                f"sketch_dimension must be None or an int >= 1; got {self.sketch_dimension!r}")
-        if isinstance(self.delays, bool) or not isinstance(self.delays, int) or self.delays < 0:
-            raise ValueError(f"delays must be an int >= 0; got {self.delays!r}")
-        if self.rank is not None and (isinstance(self.rank, bool)
-                                      or not isinstance(self.rank, int) or self.rank < 1):
-            raise ValueError(f"rank must be None or an int >= 1; got {self.rank!r}")
+        for name, minimum, optional in (("n_replicas", 1, False), ("delays", 0, False),
+                                        ("rank", 1, True), ("sketch_dimension", 1, True),
+                                        ("random_state", None, False)):
+            value = getattr(self, name)
+            if optional and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
+                    minimum is not None and value < minimum):
+                bound = f" >= {minimum}" if minimum is not None else ""
+                raise ValueError(f"{name} must be {'None or ' if optional else ''}an int"
+                                 f"{bound}; got {value!r}")
+            setattr(self, name, int(value))
 
     @property
     def n_dims_(self) -> int | None:
