@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -138,11 +137,9 @@ def test_job_submission_to_a_local_head_with_a_token(tmp_path):
                                  env={**without_token, "RAY_AUTH_MODE": "disabled"},
                                  capture_output=True, text=True, timeout=60)
         assert refused.returncode != 0  # the job server refuses a client without the token
-        # The working directory is uploaded to the cluster: only the packages and the sweep file.
-        working_dir = tmp_path / "working_dir"
-        for package in ("study", "sweeps", "analysis"):
-            shutil.copytree(ROOT / package, working_dir / package,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+        # The README's command: this checkout is the working directory Ray uploads (it leaves
+        # out what .gitignore lists, the virtual environment included).
+        working_dir = ROOT
         out = tmp_path / "out"
         # The job is the CLI's smoke mode: omd_ogd's quick preset, first two seeds (6 trials).
         submitted = subprocess.run(
