@@ -227,7 +227,8 @@ def test_cluster_configs_pass_rays_own_schema_with_token_and_shared_storage(name
 def test_bundles_deal_every_setup_once_mixing_conditions():
     from sweeps.launcher import SETUPS_PER_TASK_WHEN_SCALING, plan_bundles
 
-    setups = expand(get_sweep("fcn_width", quick=True))  # 3 widths x 4 seeds, grid-major order
+    spec = SweepSpec(name="w", grid={"width": [5, 10, 40]}, seeds=(0, 1, 2, 3))
+    setups = expand(spec)  # 3 widths x 4 seeds, grid-major order
     bundles = plan_bundles(setups, n_slots=2, setups_per_task=None)
     assert len(bundles) == 2 and sorted(sum(bundles, [])) == sorted(s.trial_id for s in setups)
     for bundle in bundles:  # round-robin: each bundle gets every width, so bundles cost alike
