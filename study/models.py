@@ -113,13 +113,20 @@ class OneLayerTransformer(nn.Module):
         # are evaluated at the last position only (the same logits as the full causal
         # computation, about a third of the work). Causal masking is moot there: the last
         # position may attend to every position.
+        # The projections are linear without bias, so W (E[token] + P[t]) = (W E)[token] + W P[t]:
+        # projecting the vocabulary table once is exact and far cheaper than projecting every
+        # position of every sample.
         batch, length = tokens.shape
-        residual = self.embed(tokens) + self.position[:length]  # (B, T, C)
-        head_size = residual.shape[-1] // self.n_heads
-        last = residual[:, -1]  # (B, C)
-        query = self.query(last).view(batch, self.n_heads, 1, head_size)
-        key = self.key(residual).view(batch, length, self.n_heads, head_size).transpose(1, 2)
-        value = self.value(residual).view(batch, length, self.n_heads, head_size).transpose(1, 2)
+        head_size = self.embed.embedding_dim // self.n_heads
+        positions = self.position[:length]  # (T, C)
+
+        def projected(layer, index, position):  # gathered rows of the projected table
+            return layer(self.embed.weight)[index] + layer(position)
+
+        last = self.embed(tokens[:, -1]) + positions[-1]  # (B, C): the residual read out
+        query = projected(self.query, tokens[:, -1], positions[-1]).view(batch, self.n_heads, 1, head_size)
+        key = projected(self.key, tokens, positions).view(batch, length, self.n_heads, head_size).transpose(1, 2)
+        value = projected(self.value, tokens, positions).view(batch, length, self.n_heads, head_size).transpose(1, 2)
         scores = query @ key.transpose(-1, -2) / math.sqrt(head_size)  # (B, heads, 1, T)
         attended = (scores.softmax(dim=-1) @ value).reshape(batch, -1)  # (B, C)
         last = last + self.attention_output(attended)

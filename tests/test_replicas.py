@@ -83,7 +83,10 @@ def test_transformer_with_constant_norm_equals_one_by_one_and_keeps_each_norm():
     (vectorized, sequential), _, targets = train_both(
         model_config, optimizer, (3,), tokens, labels, n_steps=20, n_replicas=3, constant_norm=True,
         batch_size=49, vocabulary=8)
-    assert_same_weights(vectorized, sequential)
+    # Adam's step is lr * m / (sqrt(v) + eps): where a gradient entry is tiny, the float
+    # round-off between the batched and the single computation is amplified up to ~lr * 1e-4,
+    # hence 1e-5 here (the SGD tests above hold 1e-6).
+    assert_same_weights(vectorized, sequential, tolerance=1e-5)
     norms = replica_norms(list(vectorized.stacked_parameters().values()))
     torch.testing.assert_close(norms, targets, atol=1e-4, rtol=0)
 
