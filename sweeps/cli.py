@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import logging
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from sweeps.definitions import SWEEPS, get_sweep
-from sweeps.spec import SweepSpec, SweepSpecError, expand, load_spec_file, validate, with_overrides
+from sweeps.spec import (SweepSpec, SweepSpecError, expand, load_spec_file, spec_to_dict, validate,
+                         with_overrides)
 
 logger = logging.getLogger("sweeps")
 
@@ -105,8 +107,14 @@ def _print_summary(out_dir: Path, trials) -> None:
     print(f"records: {out_dir / 'trials.parquet'}, {out_dir / 'spectra.parquet'}")
 
 
+def holds_same_sweep(out_dir: Path, spec: SweepSpec) -> bool:
+    """Whether ``out_dir/sweep.json`` records exactly ``spec`` (compared as JSON: keys are text)."""
+    saved = json.loads((out_dir / "sweep.json").read_text())["spec"]
+    return saved == json.loads(json.dumps(spec_to_dict(spec), default=str))
+
+
 def command_run(args: argparse.Namespace) -> int:
-    from sweeps.launcher import LaunchOptions, read_sweep_file, resume_sweep, run_sweep, shutdown_ray
+    from sweeps.launcher import LaunchOptions, resume_sweep, run_sweep, shutdown_ray
 
     spec = resolve_spec(args)
     validate(spec)  # before Ray starts: a wrong key or value fails here, naming it
@@ -120,9 +128,7 @@ def command_run(args: argparse.Namespace) -> int:
     )
     try:
         if (out_dir / "sweep.json").is_file():
-            from sweeps.spec import spec_to_dict
-
-            if read_sweep_file(out_dir)["spec"] != spec_to_dict(spec):
+            if not holds_same_sweep(out_dir, spec):
                 print(f"error: {out_dir} holds a different sweep; choose another --out", file=sys.stderr)
                 return 2
             print(f"{out_dir} holds this sweep already: resuming it", file=sys.stderr)

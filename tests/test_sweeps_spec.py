@@ -236,3 +236,17 @@ def test_bundles_deal_every_setup_once_mixing_conditions():
     assert [len(b) for b in plan_bundles(setups, n_slots=8, setups_per_task=5)] == [4, 4, 4]
     # No free slot yet (an autoscaling cluster): fixed-size bundles.
     assert all(len(b) <= SETUPS_PER_TASK_WHEN_SCALING for b in plan_bundles(setups, 0, None))
+
+
+def test_rerun_into_a_folder_recognises_the_same_sweep_and_refuses_another(tmp_path, capsys):
+    import json
+
+    from sweeps.cli import holds_same_sweep
+    from sweeps.spec import spec_to_dict
+
+    spec = get_sweep("omd_ogd", quick=True)  # integer seed_overrides keys become text in JSON
+    (tmp_path / "sweep.json").write_text(json.dumps({"spec": spec_to_dict(spec)}))
+    assert holds_same_sweep(tmp_path, spec)
+    assert not holds_same_sweep(tmp_path, get_sweep("omd_ogd"))
+    assert cli_main(["run", "fcn_width", "--quick", "--out", str(tmp_path), "--no-analysis"]) == 2
+    assert "holds a different sweep" in capsys.readouterr().err
