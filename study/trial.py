@@ -115,7 +115,15 @@ def run_trial(config: TrialConfig | dict, report: Report | None = None, *,
     ``report(metrics, state)`` is called when each window closes (``state`` given) and every
     ``checkpoint_every`` steps (``state`` given); ``run_trial(config, report,
     resume_state=state)`` continues exactly where ``state`` was taken. Other exceptions
-    propagate (the sweeps layer records them as ``"failed"``).
+    propagate (the sweeps layer records them as ``"failed"``), among them
+    :class:`study.data.MissingDataError` naming the folder and the files it expected.
+
+    ``metrics`` (flat, JSON-friendly): ``event`` ("window" or "checkpoint"), ``step`` (optimizer
+    steps done), ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (replica
+    means; train metrics on at most ``eval_max_samples`` training samples); window events add
+    ``window_index``, ``window_start``, ``window_end``, ``eigenvalues_real``,
+    ``eigenvalues_imag`` (lists) and ``residual``. A validation trial reports its one window
+    with no losses and no state (it is seconds of work, nothing to resume).
     """
     config = TrialConfig.from_flat_dict(config) if isinstance(config, dict) else config
     if config.trial_type == "validation":
