@@ -191,3 +191,13 @@ def test_resnet20_trial_on_cifar10_files(tmp_path):
                         "n_steps": 6, "batch_size": 8, "n_replicas": 2, "delays": 0, "rank": 2,
                         "learning_rate": 0.01, "torch_threads": 1})
     assert result.status == "ok" and len(result.windows[0].eigenvalues) == 2
+
+
+def test_cuda_request_without_cuda_names_the_device_key():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the error path needs a CPU-only machine")
+    with pytest.raises(ValueError, match="'device' is 'cuda'"):
+        run_trial({**TINY_FCN, "device": "cuda"})
+    assert run_trial({**TINY_FCN, "device": "auto", "n_steps": 10, "delays": 0, "rank": 3}).device == "cpu"
