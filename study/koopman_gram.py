@@ -222,6 +222,8 @@ def fit_gram(replicas: Sequence[np.ndarray], *, delays: int, rank: int,
     projected_second = right_shifted @ rotation  # (U_k^T X')^T, (N, k)
     operator_tilde = (projected_second.T @ right) / singular  # U^T X' V S^-1
     misfit = projected_second.T - operator_tilde @ (singular[:, None] * right.T)
+    # ||X'||^2 - ||U^T X'||^2 cancels when the fit is good: the residual is then accurate to
+    # ~sqrt(eps) absolute (a diagnostic, not a headline number); fit_svd forms it exactly
     norm_squared = operator.second_norm_squared()
     outside = max(norm_squared - float(np.sum(projected_second**2)), 0.0)
     residual = np.sqrt((float(np.sum(misfit**2)) + outside) / norm_squared)
