@@ -13,7 +13,7 @@ import logging
 from study.trial import run_trial
 
 SMOKE_CONFIG = {"width": 10, "n_steps": 60, "n_replicas": 3, "batch_size": 30, "delays": 2,
-                "rank": 6, "torch_threads": 1}
+                "rank": 6, "n_threads": 1}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,9 +57,9 @@ sketch_dimension         None            CountSketch size of the streaming estim
 pca_components           None            batch-only PCA of each window's snapshots to n dimensions
 checkpoint_every         None            also hand a resumable state to `report` every n steps
 eval_max_samples         10000           cap on samples used to evaluate train / test metrics
-torch_threads            None            torch intra-op threads during the trial (restored after);
-                                         None leaves the process setting. 1 is much faster for
-                                         the paper's small nets on a busy CPU
+n_threads                None            torch and BLAS (numpy/scipy) threads during the trial,
+                                         restored after; None leaves the process settings. 1 is
+                                         much faster for the paper's small nets on a busy CPU
 validation_method        "omd"           "omd" | "ogd" | "bisection" (trial_type "validation")
 grid_jitter              0.0             jitter of the 5x5 grid of starts (0 = the paper's grid)
 validation_step_size     0.01            eta of OMD / OGD
@@ -128,7 +128,7 @@ class TrainingConfig:
     replica_mode: str = "vectorized"  # one batched model is the fast path
     checkpoint_every: int | None = None  # window ends are checkpoints already
     eval_max_samples: int = 10000  # all of MNIST's test split, bounded cost elsewhere
-    torch_threads: int | None = None  # the caller (Ray sets OMP_NUM_THREADS per worker) decides
+    n_threads: int | None = None  # the caller decides (Ray sets OMP_NUM_THREADS per worker)
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ def validate(config: TrialConfig) -> None:
     _choice("replica_mode", training.replica_mode, REPLICA_MODES)
     _positive_or_none("checkpoint_every", training.checkpoint_every)
     _require(training.eval_max_samples >= 1, "eval_max_samples", training.eval_max_samples, ">= 1")
-    _positive_or_none("torch_threads", training.torch_threads)
+    _positive_or_none("n_threads", training.n_threads)
     _validate_koopman(config)
     _choice("validation_method", config.validation.validation_method, VALIDATION_METHODS)
     jitter = config.validation.grid_jitter

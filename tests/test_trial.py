@@ -21,7 +21,7 @@ MNIST_FOLDER = next((path for path in MNIST_CANDIDATES if path.is_dir()), None)
 
 # A tiny version of the paper's FCN trial on the built-in digits (64 inputs).
 TINY_FCN = {"width": 10, "n_steps": 60, "n_replicas": 3, "batch_size": 30, "delays": 2, "rank": 6,
-            "torch_threads": 1}
+            "n_threads": 1}
 
 
 def matched_distance(left, right):
@@ -120,7 +120,7 @@ def test_tiny_grokking_transformer_with_pca_and_its_constant_norm_control():
     common = {"dataset": "modular_addition", "modulus": 11, "model": "transformer", "d_model": 16,
               "n_heads": 2, "d_mlp": 32, "optimizer": "adamw", "learning_rate": 1e-2,
               "full_batch": True, "n_steps": 30, "n_replicas": 3, "observables": "mlp_out",
-              "pca_components": 4, "delays": 3, "rank": 4, "torch_threads": 1}
+              "pca_components": 4, "delays": 3, "rank": 4, "n_threads": 1}
     grokking = run_trial({**common, "weight_decay": 1.0})
     control = run_trial({**common, "init_scale": 0.8, "constant_weight_norm": True})
     for result in (grokking, control):
@@ -134,7 +134,7 @@ def test_lenet_early_training_windows_on_mnist():
         pytest.skip("shared MNIST folder ../shared/data/mnist is absent")
     config = {"dataset": "mnist", "data_dir": str(MNIST_FOLDER), "model": "lenet5",
               "max_train_samples": 600, "n_steps": 30, "window_size": 10, "n_replicas": 2,
-              "batch_size": 20, "delays": 1, "rank": 4, "eval_max_samples": 200, "torch_threads": 1}
+              "batch_size": 20, "delays": 1, "rank": 4, "eval_max_samples": 200, "n_threads": 1}
     result = run_trial(config)
     assert result.status == "ok" and [w.window_start for w in result.windows] == [0, 10, 20]
 
@@ -172,7 +172,7 @@ def test_pca_trial_resumes_exactly_from_a_mid_window_checkpoint():
               "n_heads": 2, "d_mlp": 16, "optimizer": "adamw", "learning_rate": 1e-2,
               "full_batch": True, "n_steps": 24, "window_size": 12, "checkpoint_every": 6,
               "n_replicas": 2, "observables": "mlp_out", "pca_components": 3, "delays": 2, "rank": 3,
-              "torch_threads": 1}
+              "n_threads": 1}
     states = {}
     uninterrupted = run_trial(config, lambda metrics, state: states.__setitem__(metrics["step"], state))
     resumed = run_trial(config, resume_state=pickle.loads(pickle.dumps(states[18])))
@@ -189,7 +189,7 @@ def test_resnet20_trial_on_cifar10_files(tmp_path):
             pickle.dump(batch, stream)
     result = run_trial({"dataset": "cifar10", "data_dir": str(tmp_path), "model": "resnet20",
                         "n_steps": 6, "batch_size": 8, "n_replicas": 2, "delays": 0, "rank": 2,
-                        "learning_rate": 0.01, "torch_threads": 1})
+                        "learning_rate": 0.01, "n_threads": 1})
     assert result.status == "ok" and len(result.windows[0].eigenvalues) == 2
 
 
