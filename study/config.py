@@ -69,8 +69,11 @@ validation_step_size     0.01            eta of OMD / OGD
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 TRIAL_TYPES = ("network", "validation")
 DEVICES = ("auto", "cpu", "cuda")
@@ -224,16 +227,17 @@ def _coerce(key: str, value: Any, field_type: str) -> Any:
         if not names:
             raise ValueError(f"config key {key!r} needs at least one name, got {value!r}")
         return names
+    # numbers.* accept numpy scalars too (grids built with numpy, values read back from parquet).
     if field_type.startswith("bool"):
-        if isinstance(value, bool):
-            return value
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
     elif field_type.startswith("int"):
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
             return int(value)
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, numbers.Real) and float(value).is_integer():
             return int(value)  # YAML and Tune sometimes hand 1e3 for 1000
     elif field_type.startswith("float"):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
             return float(value)
     elif field_type.startswith("str"):
         if isinstance(value, str):

@@ -1,5 +1,6 @@
 """TrialConfig: the one conversion between the sweeps' flat dicts and the frozen config tree."""
 
+import numpy as np
 import pytest
 
 from study import config as config_module
@@ -29,8 +30,12 @@ def test_every_flat_key_is_documented_in_the_module_docstring():
     assert undocumented == []
 
 
-def test_integral_floats_are_accepted_for_integer_keys():
+def test_integral_floats_and_numpy_scalars_are_accepted():
     assert TrialConfig.from_flat_dict({"n_steps": 1e3}).training.n_steps == 1000
+    config = TrialConfig.from_flat_dict({"width": np.int64(5), "learning_rate": np.float32(0.5),
+                                         "bias": np.bool_(True)})
+    assert (config.model.width, config.optimizer.learning_rate, config.model.bias) == (5, 0.5, True)
+    assert type(config.model.width) is int and type(config.model.bias) is bool
 
 
 @pytest.mark.parametrize(
