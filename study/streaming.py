@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from study.koopman import (KoopmanFit, KoopmanInputError, NonFiniteSnapshotError,
+from study.koopman import (SOLVERS, KoopmanFit, KoopmanInputError, NonFiniteSnapshotError,
                            fit_koopman)
 from study.sketch import CountSketch
 
@@ -81,6 +81,8 @@ class StreamingKoopman:
                 raise ValueError(f"{name} must be {'None or ' if optional else ''}an int"
                                  f"{bound}; got {value!r}")
             setattr(self, name, int(value))
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
 
     @property
     def n_dims_(self) -> int | None:

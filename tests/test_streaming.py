@@ -100,6 +100,8 @@ def test_wrong_snapshot_shape_and_bad_windows_raise():
         estimator.fit_window(0, 5)
     with pytest.raises(ValueError, match="sketch_dimension must be None or an int >= 1"):
         StreamingKoopman(sketch_dimension=0)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        StreamingKoopman(solver="lapack")
 
 
 def test_float32_snapshots_are_stored_exactly_and_widened_by_a_float64_feed():
