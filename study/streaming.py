@@ -149,11 +149,7 @@ class StreamingKoopman:
             self._grow()
         row = self._blocks[-1][offset]
         if type(snapshot).__module__.startswith("torch"):
-            if self._block_tensor is None:
-                import torch  # lazy: only callers that feed tensors pay for torch
-
-                self._block_tensor = torch.from_numpy(self._blocks[-1])
-            self._block_tensor[offset].copy_(snapshot.detach())
+            self._copy_tensor(snapshot, row, offset)
         else:
             np.copyto(row, snapshot)
         # x . 0 is NaN iff some entry is NaN/Inf, and unlike a sum it cannot overflow
@@ -163,6 +159,21 @@ class StreamingKoopman:
                 f"{np.flatnonzero(~np.isfinite(row).all(axis=1)).tolist()})")
         self.n_steps_seen_ = step + 1
         return self
+
+    def _copy_tensor(self, snapshot, row: np.ndarray, offset: int) -> None:
+        """CPU tensors through their numpy view (cheapest); others, and bfloat16 (no numpy
+        type), through a torch view of the block: one device-to-host copy, no temporary."""
+        if snapshot.device.type == "cpu":
+            try:
+                np.copyto(row, snapshot.detach().numpy())
+                return
+            except TypeError:  # bfloat16
+                pass
+        if self._block_tensor is None:
+            import torch  # lazy: only callers that feed tensors pay for torch
+
+            self._block_tensor = torch.from_numpy(self._blocks[-1])
+        self._block_tensor[offset].copy_(snapshot.detach())
 
     def window(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """A copy of steps ``[start, stop)`` as ``(n_replicas, stop - start, n_dims)`` float64."""

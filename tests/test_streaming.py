@@ -129,3 +129,10 @@ def test_huge_finite_float32_values_are_not_mistaken_for_overflow():
     snapshot = np.full((1, 4000), 1e35, dtype=np.float32)  # float32 sum overflows, values do not
     estimator.partial_fit(snapshot)
     assert estimator.n_steps_seen_ == 1
+
+
+def test_bfloat16_tensors_are_stored_exactly():
+    values = torch.randn(2, 6).to(torch.bfloat16)
+    estimator = StreamingKoopman(n_replicas=2)
+    estimator.partial_fit(values)
+    np.testing.assert_array_equal(estimator.window()[:, 0], values.to(torch.float64).numpy())
