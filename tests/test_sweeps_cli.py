@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 RAY = str(Path(PYTHON).with_name("ray"))
 
-# Six setups of about a second each; 1 CPU makes them one bundle, run one after another.
+# Six setups of one to a few seconds each; 1 CPU makes them one bundle, run one after another,
+# long enough that the driver can be killed between the second and the last.
 TINY_SWEEP = """
     name: tiny
-    base: {trial_type: network, dataset: digits, model: fcn, width: 5, n_steps: 100, n_replicas: 2,
-           delays: 2, window_size: 50, eval_max_samples: 200, max_train_samples: 300}
+    base: {trial_type: network, dataset: digits, model: fcn, width: 5, n_steps: 400, n_replicas: 2,
+           delays: 2, window_size: 100, eval_max_samples: 200, max_train_samples: 300}
     grid: {activation: [relu, tanh, gelu]}
     seeds: [0, 1]
 """

@@ -22,10 +22,11 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from sweeps.launcher import STATE_FILE, LaunchOptions, run_sweep, shutdown_ray  # noqa: E402
 from sweeps.spec import SweepSpec  # noqa: E402
 
-# Four windows of 100 steps per setup: a checkpoint at each window end gives the removal a
-# moment when a setup is half done. About 2-3 s per setup on a shared 2-core machine.
-SETUP = {"trial_type": "network", "dataset": "digits", "model": "fcn", "width": 5, "n_steps": 400,
-         "n_replicas": 2, "delays": 2, "window_size": 100, "eval_max_samples": 200,
+# Eight windows of 250 steps per setup: a checkpoint at each window end gives the removal a
+# moment when most of a setup is left (seconds even on a quiet machine), so the node dies
+# mid-setup however slowly this test's thread notices the checkpoint.
+SETUP = {"trial_type": "network", "dataset": "digits", "model": "fcn", "width": 5, "n_steps": 2000,
+         "n_replicas": 2, "delays": 2, "window_size": 250, "eval_max_samples": 200,
          "max_train_samples": 300}
 # Fast failure detection, so a dead node is noticed in about a second instead of 30.
 HEAD_SYSTEM_CONFIG = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
@@ -95,9 +96,9 @@ def test_sweep_survives_losing_a_worker_node_and_resumes_from_checkpoint(cluster
     assert removed, "no mid-setup checkpoint appeared, so no node was removed"
     assert len(trials) == 4 and trials["trial_id"].is_unique
     assert list(trials["status"]) == ["ok"] * 4
-    # Every trial has all 4 windows of eigenvalues.
+    # Every trial has all 8 windows of eigenvalues.
     windows = spectra.groupby("trial_id")["window_index"].nunique()
-    assert set(windows.index) == set(trials["trial_id"]) and (windows == 4).all()
+    assert set(windows.index) == set(trials["trial_id"]) and (windows == 8).all()
     # The setup that was running on the removed node resumed from its checkpoint.
     lost = trials.set_index("trial_id").loc[removed[0]]
     assert lost["resume_count"] >= 1

@@ -32,7 +32,9 @@ def local_ray():
 
 
 def test_half_gpu_trials_run_four_at_once_over_both_gpu_ids(local_ray, tmp_path):
-    spec = SweepSpec(name="gpus", base=TINY, grid={"replica_noise": [0.001, 0.002, 0.003, 0.004]}, seeds=(0,))
+    # 400 steps: each trial outlasts the others' start-up, so the four overlap in time.
+    spec = SweepSpec(name="gpus", base={**TINY, "n_steps": 400, "window_size": 100},
+                     grid={"replica_noise": [0.001, 0.002, 0.003, 0.004]}, seeds=(0,))
     trials, spectra = run_sweep(spec, tmp_path, LaunchOptions(gpus_per_trial=0.5, cpus_per_trial=1.0))
     assert list(trials["status"]) == ["ok"] * 4
     assert trials["tune_trial_id"].nunique() == 4  # four Tune trials, one setup each
