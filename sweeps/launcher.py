@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 import time
@@ -205,8 +206,10 @@ def _run_config(out_dir: Path, options: LaunchOptions, n_total: int):
         name=EXPERIMENT_NAME,
         storage_path=options.storage_path or str(out_dir),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        # Two kept: the newest may be half-uploaded when a node dies.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # Every checkpoint kept while the sweep runs: Tune deletes old ones from the driver, and a
+        # driver killed between a deletion and its next state snapshot would leave `resume`
+        # pointing at a deleted checkpoint. Finished sweeps are pruned (_prune_checkpoints).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         callbacks=[RecordsCallback(out_dir, n_total)],
         verbose=0,
     )
@@ -228,6 +231,19 @@ def _reconcile(out_dir: Path, results, setups_by_bundle: list[list[dict]]) -> No
             continue  # not an error: an interrupted run; `resume` will run it
         message = f"Tune trial failed after retries: {errors[0][:500]}"
         write_trial_records(out_dir, failed_row(setup, message, 0.0), [])
+
+
+def _prune_checkpoints(experiment: Path) -> None:
+    """Keep only each bundle's last checkpoint once every trial has its records.
+
+    The last one holds the bundle's records (provenance); the others only served resumption.
+    Local storage only: a bucket is left as it is.
+    """
+    if not experiment.is_dir():
+        return
+    for bundle in experiment.glob("bundle_*"):
+        for old in sorted(bundle.glob("checkpoint_*"))[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_sweep_file(out_dir: Path, spec: SweepSpec, options: LaunchOptions, bundles: list[list[str]],
@@ -266,6 +282,9 @@ def _fit(out_dir: Path, setups: list[TrialSetup], bundles: list[list[str]], opti
         )
     results = tuner.fit()
     _reconcile(out_dir, results, setups_by_bundle)
+    if not [setup for bundle in setups_by_bundle for setup in bundle
+            if setup["trial_id"] not in finished_trial_ids(out_dir)]:
+        _prune_checkpoints(Path(experiment))
     return consolidate(out_dir)
 
 
