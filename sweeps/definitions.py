@@ -157,6 +157,7 @@ def grokking(quick: bool) -> SweepSpec:
             "n_steps": 100,  # the paper's first 100 steps
             "n_replicas": 5 if quick else 10,
             "delays": 32,
+            "observables": "mlp_out",  # the paper records the MLP output matrix (128 x 512)
             "pca_components": 10,  # the paper reduces the MLP output matrix to 10 dimensions
             "rank": 10,
         },
