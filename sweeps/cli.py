@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -113,7 +114,21 @@ def holds_same_sweep(out_dir: Path, spec: SweepSpec) -> bool:
     return saved == json.loads(json.dumps(spec_to_dict(spec), default=str))
 
 
+def keep_local_ray_on_loopback(address: str | None) -> None:
+    """Make a local Ray advertise 127.0.0.1 instead of this machine's network address.
+
+    Ray turns a loopback ``_node_ip_address`` into the remotely reachable address unless
+    clusters are disabled, and it reads that switch when ``ray`` is imported: so this runs
+    before the launcher (the only module that imports ray) is loaded. A driver that joins a
+    cluster (``--address`` or RAY_ADDRESS) must keep its real address, and is left alone.
+    """
+    if address or os.environ.get("RAY_ADDRESS") or "ray" in sys.modules:
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def command_run(args: argparse.Namespace) -> int:
+    keep_local_ray_on_loopback(args.address)
     from sweeps.launcher import LaunchOptions, resume_sweep, run_sweep, shutdown_ray
 
     spec = resolve_spec(args)
@@ -144,6 +159,7 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_resume(args: argparse.Namespace) -> int:
+    keep_local_ray_on_loopback(args.address)
     from sweeps.launcher import resume_sweep, shutdown_ray
 
     out_dir = args.out.resolve()

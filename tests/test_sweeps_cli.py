@@ -129,6 +129,9 @@ def test_job_submission_to_a_local_head_with_a_token(tmp_path):
         [RAY, "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
          "--num-cpus", "2", "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
          "--dashboard-port", str(dashboard_port), "--object-store-memory", str(100 * 2**20),
+         # Free ports for the agents: their defaults collide with any other local Ray (both
+         # advertise 127.0.0.1), and an agent that cannot bind leaves the job server without one.
+         "--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
          "--disable-usage-stats"],
         env=environment, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -143,10 +146,15 @@ def test_job_submission_to_a_local_head_with_a_token(tmp_path):
         working_dir = ROOT
         out = tmp_path / "out"
         # The job is the CLI's smoke mode: omd_ogd's quick preset, first two seeds (6 trials).
-        submitted = subprocess.run(
-            [RAY, "job", "submit", "--address", url, "--working-dir", str(working_dir), "--",
-             "python", "-m", "sweeps", "run", "omd_ogd", "--smoke", "--out", str(out), "--no-analysis"],
-            env=environment, capture_output=True, text=True, timeout=240)
+        command = [RAY, "job", "submit", "--address", url, "--working-dir", str(working_dir), "--",
+                   "python", "-m", "sweeps", "run", "omd_ogd", "--smoke", "--out", str(out), "--no-analysis"]
+        # The job server answers `job list` before the head's job agent has registered; until
+        # it has, a submission is refused with "try again later" (seen on a loaded machine).
+        for _attempt in range(12):
+            submitted = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240)
+            if "No available agent" not in submitted.stderr + submitted.stdout:
+                break
+            time.sleep(5)
         assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
         assert "succeeded" in submitted.stdout.lower()
         trials = pd.read_parquet(out / "trials.parquet")
