@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("sweep", help=f"one of {', '.join(SWEEPS)}, or a path to a sweep .yaml")
     run.add_argument("--quick", action="store_true", help="the small preset (digits data, minutes on 2 cores)")
     run.add_argument("--smoke", action="store_true", help="the quick preset with its first two seeds only (seconds)")
+    run.add_argument("--n-seeds", type=int, metavar="N",
+                     help="keep only the preset's first N seeds (as many as fit your time)")
     run.add_argument("--out", type=Path, help="output folder (default runs/NAME[_quick])")
     run.add_argument("--set", dest="overrides", action="append", type=_parse_override, default=[],
                      metavar="KEY=VALUE", help="fix a config key for every trial, e.g. data_dir=/data/mnist")
@@ -83,10 +85,19 @@ def resolve_spec(args: argparse.Namespace) -> SweepSpec:
     spec = with_overrides(spec, dict(args.overrides))
     if args.smoke:
         # Two seeds: the fewest that give the analysis a seed-to-seed spread to calibrate against.
-        seeds = tuple(spec.seeds)[:2]
-        spec = dataclasses.replace(spec, seeds=seeds, seed_overrides={
-            seed: values for seed, values in spec.seed_overrides.items() if seed in seeds})
+        spec = first_seeds(spec, 2)
+    if args.n_seeds is not None:
+        spec = first_seeds(spec, args.n_seeds)
     return spec
+
+
+def first_seeds(spec: SweepSpec, n_seeds: int) -> SweepSpec:
+    """``spec`` keeping only its first ``n_seeds`` seeds (and their per-seed overrides)."""
+    if n_seeds < 1:
+        raise SweepSpecError(f"--n-seeds must be at least 1; got {n_seeds}")
+    seeds = tuple(spec.seeds)[:n_seeds]
+    return dataclasses.replace(spec, seeds=seeds, seed_overrides={
+        seed: values for seed, values in spec.seed_overrides.items() if seed in seeds})
 
 
 def run_analysis(out_dir: Path) -> int:

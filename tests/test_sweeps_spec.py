@@ -250,3 +250,14 @@ def test_rerun_into_a_folder_recognises_the_same_sweep_and_refuses_another(tmp_p
     assert not holds_same_sweep(tmp_path, get_sweep("omd_ogd"))
     assert cli_main(["run", "fcn_width", "--quick", "--out", str(tmp_path), "--no-analysis"]) == 2
     assert "holds a different sweep" in capsys.readouterr().err
+
+
+def test_n_seeds_keeps_the_first_seeds_and_their_overrides():
+    from sweeps.cli import build_parser, resolve_spec
+
+    spec = resolve_spec(build_parser().parse_args(["run", "omd_ogd", "--n-seeds", "3"]))
+    assert tuple(spec.seeds) == (0, 1, 2)
+    assert set(spec.seed_overrides) == {0}  # seed 0 keeps the paper's exact grid
+    assert len(expand(spec)) == 9
+    with pytest.raises(SweepSpecError, match="n-seeds"):
+        resolve_spec(build_parser().parse_args(["run", "omd_ogd", "--n-seeds", "0"]))
