@@ -19,6 +19,9 @@ from scipy.spatial.distance import squareform  # noqa: E402
 
 NO_CLASS = "no class"
 NEAR_ONE_RADIUS = 0.2  # points this close to lambda = 1 get a zoomed inset when they crowd
+# The inset's (left, bottom, width, height) in axes fractions: lower left, with room on its
+# left and below for its own tick labels, so that they stay clear of the panel's tick labels.
+INSET_BOUNDS = (0.17, 0.12, 0.4, 0.4)
 
 
 def class_palette(labels) -> dict:
@@ -77,12 +80,13 @@ def crowded_near_one(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _crowded_inset(axis, crowded: pd.DataFrame):
     """A zoomed inset framing the crowded points, with a margin of 20% of their span."""
-    inset = axis.inset_axes([0.05, 0.05, 0.45, 0.45])
+    inset = axis.inset_axes(INSET_BOUNDS)
     real, imag = crowded["eig_real"], crowded["eig_imag"]
     margin = max(np.ptp(real), np.ptp(imag), 1e-4) * 0.2
     inset.set_xlim(real.min() - margin, real.max() + margin)
     inset.set_ylim(imag.min() - margin, imag.max() + margin)
     inset.tick_params(labelsize=6)
+    inset.locator_params(nbins=3)  # a few short labels keep the small inset legible
     axis.indicate_inset_zoom(inset, edgecolor="0.4")
     return inset
 
