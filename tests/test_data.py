@@ -12,6 +12,8 @@ from study.config import DataConfig
 from study.data import (MissingDataError, load_cifar10, load_dataset, load_mnist, modular_addition,
                         read_idx, synthetic_classification)
 
+from helpers import write_cifar10_folder
+
 REPO = Path(__file__).resolve().parents[1]
 MNIST_CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
                     REPO / ".." / "shared" / "data" / "mnist"]
@@ -96,12 +98,7 @@ def test_modular_addition_holds_every_pair_once_with_correct_labels():
 
 
 def test_cifar10_python_format_is_read(tmp_path):
-    generator = np.random.default_rng(0)
-    for name in [f"data_batch_{index}" for index in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": generator.integers(0, 256, size=(4, 3072), dtype=np.uint8),
-                 b"labels": generator.integers(0, 10, size=4).tolist()}
-        with open(tmp_path / name, "wb") as stream:
-            pickle.dump(batch, stream)
+    write_cifar10_folder(tmp_path, images_per_batch=4)
     data = load_cifar10(tmp_path)
     assert data.train_inputs.shape == (20, 3, 32, 32) and data.test_inputs.shape == (4, 3, 32, 32)
     with open(tmp_path / "test_batch", "rb") as stream:

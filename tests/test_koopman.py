@@ -1,21 +1,14 @@
 """Projected DMD (study.koopman): known spectra, PyDMD agreement, replicas, delays, bad input."""
 
-import functools
-
 import numpy as np
 import pytest
-import scipy.linalg
 from pydmd import DMD
-from scipy.optimize import linear_sum_assignment
 
 from study.koopman import (KoopmanInputError, NonFiniteSnapshotError, RankTooLargeError,
                            TooFewStepsError, ZeroRankError, fit_koopman, koopman_eigenvalues,
                            snapshot_matrices)
 
-
-def rotation_with_decay(radius, angle):
-    """Real 2x2 block with eigenvalues radius * exp(+-i angle)."""
-    return radius * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+from helpers import largest_matched_distance, observed_block_system, trained_fcn_output_weights
 
 
 BLOCKS = [(0.99, 0.05), (0.95, 0.3), (0.9, 1.1), (0.8, 2.5)]
@@ -24,28 +17,14 @@ TRUE_EIGENVALUES = np.array([r * np.exp(s * 1j * a) for r, a in BLOCKS for s in 
 
 def linear_trajectories(n_replicas=1, n_steps=60, n_observables=8, seed=0):
     """(n_replicas, n_steps, n_observables): x_{t+1} = A x_t seen through a random invertible map."""
-    rng = np.random.default_rng(seed)
-    system = scipy.linalg.block_diag(*[rotation_with_decay(r, a) for r, a in BLOCKS])
-    observation = rng.normal(size=(n_observables, system.shape[0]))
-    states = np.empty((n_replicas, n_steps, system.shape[0]))
-    states[:, 0] = rng.normal(size=(n_replicas, system.shape[0]))
-    for step in range(1, n_steps):
-        states[:, step] = states[:, step - 1] @ system.T
-    return states @ observation.T
-
-
-def matched_distance(first, second):
-    """Largest distance between optimally matched eigenvalues (Hungarian on |a - b|)."""
-    cost = np.abs(first[:, None] - second[None, :])
-    rows, columns = linear_sum_assignment(cost)
-    return cost[rows, columns].max()
+    return observed_block_system(BLOCKS, n_replicas, n_steps, n_observables, seed)[0]
 
 
 def test_recovers_prescribed_complex_eigenvalues_through_a_random_invertible_map():
     trajectory = linear_trajectories(n_observables=8)[0]  # square map: invertible
     fit = fit_koopman(trajectory)
     assert fit.rank == 8 and fit.n_pairs == 59
-    assert matched_distance(fit.eigenvalues, TRUE_EIGENVALUES) < 1e-8
+    assert largest_matched_distance(fit.eigenvalues, TRUE_EIGENVALUES) < 1e-8
     assert fit.residual < 1e-10
     # exact modes reproduce the first snapshot from the amplitudes
     np.testing.assert_allclose((fit.modes @ fit.amplitudes).real, trajectory[0], atol=1e-8)
@@ -56,23 +35,23 @@ def test_delays_recover_damped_oscillations_from_a_scalar_observation():
     signal = sum(weight * r**steps * np.cos(a * steps + phase)
                  for (r, a), weight, phase in zip(BLOCKS, [1.0, 0.7, 0.5, 0.3], [0, 1, 2, 3]))
     eigenvalues = koopman_eigenvalues(signal.reshape(-1, 1), delays=7)  # 8-dim embedding
-    assert matched_distance(eigenvalues, TRUE_EIGENVALUES) < 1e-8
+    assert largest_matched_distance(eigenvalues, TRUE_EIGENVALUES) < 1e-8
 
 
 def test_stacked_replicas_recover_the_shared_system():
     replicas = linear_trajectories(n_replicas=4, n_steps=5, n_observables=12)
     # 4 pairs per replica cannot span the 8-dim state alone; 16 stacked pairs can
-    assert matched_distance(koopman_eigenvalues(replicas), TRUE_EIGENVALUES) < 1e-8
+    assert largest_matched_distance(koopman_eigenvalues(replicas), TRUE_EIGENVALUES) < 1e-8
 
 
 def test_pairs_are_never_formed_across_replicas():
     replicas = linear_trajectories(n_replicas=3, n_steps=6, n_observables=8, seed=1)
     stacked = koopman_eigenvalues(replicas)
-    assert matched_distance(stacked, TRUE_EIGENVALUES) < 1e-8
+    assert largest_matched_distance(stacked, TRUE_EIGENVALUES) < 1e-8
     # gluing the replicas end to end invents two pairs (last of r, first of r + 1) that the
     # system never produced: the spectrum is wrong
     glued = koopman_eigenvalues(replicas.reshape(-1, 8))
-    assert matched_distance(glued, TRUE_EIGENVALUES) > 1e-2
+    assert largest_matched_distance(glued, TRUE_EIGENVALUES) > 1e-2
     first, second = snapshot_matrices(list(replicas), delays=0)
     assert first.shape == (8, 15)
     np.testing.assert_array_equal(second[:, 4], replicas[0, 5])  # replica 0 ends its pairs
@@ -82,7 +61,7 @@ def test_pairs_are_never_formed_across_replicas():
 def test_ragged_replica_lists_pair_inside_each_replica():
     replicas = linear_trajectories(n_replicas=2, n_steps=9, n_observables=8, seed=2)
     ragged = [replicas[0], replicas[1, :5]]
-    assert matched_distance(koopman_eigenvalues(ragged), TRUE_EIGENVALUES) < 1e-8
+    assert largest_matched_distance(koopman_eigenvalues(ragged), TRUE_EIGENVALUES) < 1e-8
     first, _ = snapshot_matrices(ragged, delays=1)
     assert first.shape == (16, 7 + 3)
 
@@ -95,7 +74,7 @@ def test_agrees_with_pydmd_exact_dmd(rank):
     fit = fit_koopman(trajectory, rank=rank, solver="svd")
     reference = DMD(svd_rank=-1 if rank is None else rank, exact=True)
     reference.fit(trajectory.T)  # PyDMD is (space, time)
-    assert matched_distance(fit.eigenvalues, reference.eigs) < 1e-8
+    assert largest_matched_distance(fit.eigenvalues, reference.eigs) < 1e-8
 
 
 def test_golden_damped_cosine():
@@ -159,37 +138,6 @@ def test_bad_shapes_are_clear_errors():
         koopman_eigenvalues([np.ones((10, 2)), np.ones((10, 3))])
 
 
-@functools.lru_cache(maxsize=2)  # shared by test_koopman and test_sketch; never mutated
-def trained_fcn_output_weights(n_replicas=4, n_steps=300, width=20, seed=0):
-    """(n_replicas, n_steps, 10 * width): output-layer weights of 784 -> width -> 10 ReLU nets.
-
-    Trained with SGD (lr 0.1, batch 60) on Gaussian inputs labelled by a random linear
-    teacher; replicas copy one initialisation times (1 + 0.001 U(-1, 1)), as in the paper.
-    A realistic test case for the fast solver: a slowly drifting trajectory whose top
-    singular value (the mean weights) dominates.
-    """
-    torch = pytest.importorskip("torch")
-    generator = torch.Generator().manual_seed(seed)
-    teacher = torch.randn(784, 10, generator=generator)
-    base = [torch.randn(width, 784, generator=generator) * (2 / 784) ** 0.5,
-            torch.randn(10, width, generator=generator) * width**-0.5]
-    replicas = [[(w * (1 + 0.001 * (2 * torch.rand(w.shape, generator=generator) - 1)))
-                 .requires_grad_() for w in base] for _ in range(n_replicas)]
-    weights = np.empty((n_replicas, n_steps, 10 * width))
-    for step in range(n_steps):
-        inputs = torch.randn(60, 784, generator=generator)
-        labels = (inputs @ teacher).argmax(1)
-        for index, (hidden, output) in enumerate(replicas):
-            logits = torch.relu(inputs @ hidden.T) @ output.T
-            loss = torch.nn.functional.cross_entropy(logits, labels)
-            gradients = torch.autograd.grad(loss, (hidden, output))
-            with torch.no_grad():
-                hidden -= 0.1 * gradients[0]
-                output -= 0.1 * gradients[1]
-            weights[index, step] = output.detach().numpy().ravel()
-    return weights
-
-
 def drifting_mean_trajectories(n_replicas=3, n_steps=400, n_features=150, seed=0):
     """x_t = x_0 + t v + sum_j c_j r_j^t cos(a_j t) m_j + noise: top singular value dominant."""
     rng = np.random.default_rng(seed)
@@ -213,7 +161,7 @@ def test_fast_solver_matches_the_full_svd_recipe(make_data, delays):
     fast = fit_koopman(data, delays=delays, rank=10, solver="auto")
     assert fast.solver == "gram"  # auto takes the fast route on problems this large
     # measured: ~1e-14 (FCN) and ~4e-14 (drift); the contract is 1e-6
-    assert matched_distance(fast.eigenvalues, reference.eigenvalues) < 1e-6
+    assert largest_matched_distance(fast.eigenvalues, reference.eigenvalues) < 1e-6
     np.testing.assert_allclose(fast.singular_values, reference.singular_values, rtol=1e-10)
     assert fast.residual == pytest.approx(reference.residual, rel=1e-6)
     # modes times amplitudes do not depend on how each eigenvector was scaled
@@ -227,7 +175,7 @@ def test_fast_solver_handles_ragged_replicas():
     reference = fit_koopman(ragged, delays=3, rank=8, solver="svd")
     fast = fit_koopman(ragged, delays=3, rank=8, solver="gram")
     assert fast.solver == "gram" and fast.n_pairs == reference.n_pairs == 396 + 246 + 329
-    assert matched_distance(fast.eigenvalues, reference.eigenvalues) < 1e-8
+    assert largest_matched_distance(fast.eigenvalues, reference.eigenvalues) < 1e-8
 
 
 def test_fast_solver_falls_back_to_the_svd_and_its_errors_on_low_rank_data():
@@ -235,4 +183,4 @@ def test_fast_solver_falls_back_to_the_svd_and_its_errors_on_low_rank_data():
     with pytest.raises(RankTooLargeError, match="rank=12 exceeds the numerical rank 8"):
         fit_koopman(trajectory, delays=0, rank=12, solver="gram")
     fit = fit_koopman(trajectory, delays=0, rank=8, solver="gram")
-    assert matched_distance(fit.eigenvalues, TRUE_EIGENVALUES) < 1e-8
+    assert largest_matched_distance(fit.eigenvalues, TRUE_EIGENVALUES) < 1e-8

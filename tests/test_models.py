@@ -10,13 +10,7 @@ from study.config import ModelConfig
 from study.models import ACTIVATIONS, OneLayerTransformer, build_model
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, above all on a shared, busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def seeded(config, input_shape, n_classes=10, vocabulary=None, seed=0):

@@ -11,13 +11,7 @@ from study.replicas import (SequentialReplicas, VectorizedReplicas, constrain_no
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, above all on a shared, busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def train_both(model_config, optimizer_config, input_shape, inputs, labels, n_steps=50,

@@ -14,33 +14,22 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from study.koopman import koopman_eigenvalues
 from study.sketch import CountSketch
-from test_koopman import rotation_with_decay, trained_fcn_output_weights
+
+from helpers import mean_matched_distance, observed_block_system, trained_fcn_output_weights
 
 BLOCKS = [(0.99, 0.05), (0.97, 0.2), (0.95, 0.4), (0.9, 0.8), (0.85, 1.3), (0.8, 2.0)]
 
 
-def mean_matched_distance(first, second):
-    cost = np.abs(first[:, None] - second[None, :])
-    rows, columns = linear_sum_assignment(cost)
-    return cost[rows, columns].mean()
-
-
 def lifted_linear_system(n_features=2000, n_replicas=3, n_steps=60, seed=0):
     """(trajectories (n_replicas, n_steps, P), lift (P, 12), true eigenvalues (12,))."""
-    rng = np.random.default_rng(seed)
-    system = scipy.linalg.block_diag(*[rotation_with_decay(r, a) for r, a in BLOCKS])
-    lift = rng.normal(size=(n_features, system.shape[0]))
-    states = np.empty((n_replicas, n_steps, system.shape[0]))
-    states[:, 0] = rng.normal(size=(n_replicas, system.shape[0]))
-    for step in range(1, n_steps):
-        states[:, step] = states[:, step - 1] @ system.T
-    return states @ lift.T, lift, np.linalg.eigvals(system)
+    trajectories, lift = observed_block_system(BLOCKS, n_replicas, n_steps, n_features, seed)
+    true = np.array([radius * np.exp(sign * 1j * angle) for radius, angle in BLOCKS
+                     for sign in (1, -1)])
+    return trajectories, lift, true
 
 
 def sketch_stack(sketch, trajectories):

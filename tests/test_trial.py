@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.optimize import linear_sum_assignment
 
 from study import records
 from study.data import MissingDataError
 from study.trial import run_trial
+
+from helpers import mean_matched_distance, write_cifar10_folder
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
@@ -22,13 +23,6 @@ MNIST_FOLDER = next((path for path in MNIST_CANDIDATES if path.is_dir()), None)
 # A tiny version of the paper's FCN trial on the built-in digits (64 inputs).
 TINY_FCN = {"width": 10, "n_steps": 60, "n_replicas": 3, "batch_size": 30, "delays": 2, "rank": 6,
             "n_threads": 1}
-
-
-def matched_distance(left, right):
-    """Mean matched |lambda - mu| under the optimal one-to-one matching (PAPER.md, step 5)."""
-    cost = np.abs(np.asarray(left)[:, None] - np.asarray(right)[None, :])
-    rows, columns = linear_sum_assignment(cost)
-    return cost[rows, columns].mean()
 
 
 def test_fcn_trial_learns_and_reports_a_spectrum_near_the_unit_circle():
@@ -110,9 +104,9 @@ def test_validation_trials_reproduce_the_papers_omd_ogd_bisection_finding():
                             "n_steps": 100, "delays": 4})
         spectra[method] = result.windows[0].eigenvalues
     # PAPER.md: OMD and OGD about 0.008 apart and real in [0.55, 1]; both ~0.75 from bisection.
-    assert matched_distance(spectra["omd"], spectra["ogd"]) < 0.02
-    assert matched_distance(spectra["omd"], spectra["bisection"]) > 0.3
-    assert matched_distance(spectra["ogd"], spectra["bisection"]) > 0.3
+    assert mean_matched_distance(spectra["omd"], spectra["ogd"]) < 0.02
+    assert mean_matched_distance(spectra["omd"], spectra["bisection"]) > 0.3
+    assert mean_matched_distance(spectra["ogd"], spectra["bisection"]) > 0.3
     assert np.allclose(spectra["omd"].imag, 0) and spectra["omd"].real.min() > 0.5
 
 
@@ -126,7 +120,7 @@ def test_tiny_grokking_transformer_with_pca_and_its_constant_norm_control():
     for result in (grokking, control):
         assert result.status == "ok" and len(result.windows[0].eigenvalues) == 4
         assert result.final_train_loss < math.log(11)
-    assert matched_distance(grokking.windows[0].eigenvalues, control.windows[0].eigenvalues) > 1e-3
+    assert mean_matched_distance(grokking.windows[0].eigenvalues, control.windows[0].eigenvalues) > 1e-3
 
 
 def test_lenet_early_training_windows_on_mnist():
@@ -181,12 +175,7 @@ def test_pca_trial_resumes_exactly_from_a_mid_window_checkpoint():
 
 
 def test_resnet20_trial_on_cifar10_files(tmp_path):
-    generator = np.random.default_rng(0)
-    for name in [f"data_batch_{index}" for index in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": generator.integers(0, 256, size=(8, 3072), dtype=np.uint8),
-                 b"labels": generator.integers(0, 10, size=8).tolist()}
-        with open(tmp_path / name, "wb") as stream:
-            pickle.dump(batch, stream)
+    write_cifar10_folder(tmp_path, images_per_batch=8)
     result = run_trial({"dataset": "cifar10", "data_dir": str(tmp_path), "model": "resnet20",
                         "n_steps": 6, "batch_size": 8, "n_replicas": 2, "delays": 0, "rank": 2,
                         "learning_rate": 0.01, "n_threads": 1})

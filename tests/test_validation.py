@@ -13,18 +13,13 @@ Measured with study.koopman (delays 4, rank None = numerical rank), 2026-11-23:
 
 import numpy as np
 import pytest
-from scipy.optimize import linear_sum_assignment, minimize
+from scipy.optimize import minimize
 
 from study.koopman import fit_koopman, koopman_eigenvalues, snapshot_matrices
 from study.validation import (bisection_step, ogd_step, omd_step, start_grid,
                               validation_trajectories)
 
-
-def matched_distance(first, second):
-    """Mean Euclidean distance of Hungarian-matched (Re, Im) points (min(len) matches)."""
-    cost = np.abs(first[:, None] - second[None, :])
-    rows, columns = linear_sum_assignment(cost)
-    return cost[rows, columns].mean()
+from helpers import mean_matched_distance
 
 
 def spectra(grid_jitter=0.0, random_state=0):
@@ -35,9 +30,9 @@ def spectra(grid_jitter=0.0, random_state=0):
 
 def test_paper_outcome_omd_and_ogd_conjugate_bisection_not():
     eigenvalues = spectra()
-    omd_ogd = matched_distance(eigenvalues["omd"], eigenvalues["ogd"])
-    omd_bisection = matched_distance(eigenvalues["omd"], eigenvalues["bisection"])
-    ogd_bisection = matched_distance(eigenvalues["ogd"], eigenvalues["bisection"])
+    omd_ogd = mean_matched_distance(eigenvalues["omd"], eigenvalues["ogd"])
+    omd_bisection = mean_matched_distance(eigenvalues["omd"], eigenvalues["bisection"])
+    ogd_bisection = mean_matched_distance(eigenvalues["ogd"], eigenvalues["bisection"])
     print(f"OMD-OGD {omd_ogd:.4f} (paper 0.008); OMD-bisection {omd_bisection:.3f}, "
           f"OGD-bisection {ogd_bisection:.3f} (paper 0.75)")
     assert len(eigenvalues["omd"]) == len(eigenvalues["ogd"]) == 10
@@ -52,10 +47,10 @@ def test_paper_outcome_omd_and_ogd_conjugate_bisection_not():
 def test_jittered_grids_give_the_same_verdict_with_full_rank_bisection(random_state):
     eigenvalues = spectra(grid_jitter=0.1, random_state=random_state)
     assert all(len(values) == 10 for values in eigenvalues.values())
-    omd_ogd = matched_distance(eigenvalues["omd"], eigenvalues["ogd"])
+    omd_ogd = mean_matched_distance(eigenvalues["omd"], eigenvalues["ogd"])
     assert omd_ogd < 0.03  # measured 0.0135, 0.0101 for seeds 0, 1
     for method in ("omd", "ogd"):
-        assert matched_distance(eigenvalues[method], eigenvalues["bisection"]) > 0.6
+        assert mean_matched_distance(eigenvalues[method], eigenvalues["bisection"]) > 0.6
 
 
 def test_bisection_on_the_exact_grid_has_rank_six():
@@ -130,5 +125,5 @@ def test_paper_distance_comes_back_when_rounding_level_triplets_are_kept():
         return np.linalg.eigvals(left.T @ second @ right_t.T / singular)
 
     bisection = all_triplets_eigenvalues("bisection")
-    distance = matched_distance(all_triplets_eigenvalues("omd"), bisection)
+    distance = mean_matched_distance(all_triplets_eigenvalues("omd"), bisection)
     assert len(bisection) == 10 and distance == pytest.approx(0.765, abs=0.02)

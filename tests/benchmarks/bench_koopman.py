@@ -36,30 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-
-def train_fcn_replicas(n_replicas: int, n_steps: int, width: int, seed: int = 0) -> np.ndarray:
-    """(n_replicas, n_steps, 10 * width) output-layer weights of SGD-trained 784-width-10 nets."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    teacher = torch.randn(784, 10, generator=generator)  # synthetic labels: a linear teacher
-    base = [torch.randn(width, 784, generator=generator) * (2 / 784) ** 0.5,
-            torch.randn(10, width, generator=generator) * width**-0.5]
-    replicas = [[(w * (1 + 0.001 * (2 * torch.rand(w.shape, generator=generator) - 1)))
-                 .requires_grad_() for w in base] for _ in range(n_replicas)]
-    weights = np.empty((n_replicas, n_steps, 10 * width))
-    for step in range(n_steps):
-        inputs = torch.randn(60, 784, generator=generator)
-        labels = (inputs @ teacher).argmax(1)
-        for index, (hidden, output) in enumerate(replicas):
-            loss = torch.nn.functional.cross_entropy(torch.relu(inputs @ hidden.T) @ output.T,
-                                                     labels)
-            gradients = torch.autograd.grad(loss, (hidden, output))
-            with torch.no_grad():
-                hidden -= 0.1 * gradients[0]
-                output -= 0.1 * gradients[1]
-            weights[index, step] = output.detach().numpy().ravel()
-    return weights
+from tests.helpers import trained_fcn_output_weights  # noqa: E402  (needs ROOT on the path)
 
 
 def feed_cost(n_steps: int) -> dict:
@@ -234,7 +211,7 @@ def report_spectrum(quick: bool) -> None:
     print(f"(c) spectrum: {n_replicas} replicas x {n_steps} steps x {10 * width} weights, "
           f"delays {delays}, rank {rank}")
     start = time.perf_counter()
-    data = train_fcn_replicas(n_replicas, n_steps, width)
+    data = trained_fcn_output_weights(n_replicas, n_steps, width)
     embedded, n_pairs = (delays + 1) * 10 * width, n_replicas * (n_steps - delays - 1)
     print(f"    trained the nets in {time.perf_counter() - start:.1f} s; Hankel X is "
           f"{embedded:,} x {n_pairs:,} ({embedded * n_pairs * 8 / 2**20:.0f} MiB if formed)")
