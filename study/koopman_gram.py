@@ -62,7 +62,6 @@ CERTIFY_TOLERANCE = 1e-9  # bound on the subspace error above which the SVD rout
 TARGET_TOLERANCE = 1e-10  # stop iterating once the bound is this small (100x margin)
 EXTRA_VECTORS = 5  # block size k + 5: robust to clustered singular values near sigma_k
 MAX_KRYLOV_BLOCKS = 40  # block-Krylov steps before giving up (then the SVD route runs)
-_EPS = np.finfo(np.float64).eps
 
 
 class HankelOperator:

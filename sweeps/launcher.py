@@ -27,10 +27,9 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import ray
 from ray import tune
@@ -339,7 +338,3 @@ def shutdown_ray() -> None:
     if ray.is_initialized():
         ray.shutdown()
 
-
-def launch_options_from_mapping(values: Mapping[str, Any]) -> LaunchOptions:
-    known = set(LaunchOptions.__dataclass_fields__)
-    return LaunchOptions(**{key: value for key, value in values.items() if key in known})
