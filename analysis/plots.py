@@ -35,6 +35,20 @@ def class_palette(labels) -> dict:
     return palette
 
 
+def _panel_grid(n_panels: int, max_columns: int, panel_width: float, panel_height: float):
+    """A figure of ``n_panels`` axes in rows of at most ``max_columns``, and those axes.
+
+    Sizes in inches per panel; the grid's spare axes are hidden. No panels give one hidden axis.
+    """
+    n_columns = min(max_columns, max(n_panels, 1))
+    n_rows = int(np.ceil(max(n_panels, 1) / n_columns))
+    figure, axes = plt.subplots(n_rows, n_columns, squeeze=False,
+                                figsize=(panel_width * n_columns, panel_height * n_rows))
+    for axis in axes.ravel()[n_panels:]:
+        axis.set_visible(False)
+    return figure, axes.ravel()[:n_panels]
+
+
 def plot_spectra(eigenvalues: pd.DataFrame, *, max_columns: int = 4) -> plt.Figure:
     """Each condition's eigenvalues on the complex plane with the unit circle.
 
@@ -45,12 +59,9 @@ def plot_spectra(eigenvalues: pd.DataFrame, *, max_columns: int = 4) -> plt.Figu
     """
     conditions = sorted(eigenvalues["condition"].unique())
     palette = class_palette(eigenvalues["class_label"].unique())
-    n_columns = min(max_columns, len(conditions))
-    n_rows = int(np.ceil(len(conditions) / n_columns))
-    figure, axes = plt.subplots(n_rows, n_columns, figsize=(3.6 * n_columns, 3.6 * n_rows),
-                                squeeze=False)
+    figure, panels = _panel_grid(len(conditions), max_columns, 3.6, 3.6)
     circle = np.exp(1j * np.linspace(0, 2 * np.pi, 400))
-    for axis, condition in zip(axes.ravel(), conditions):
+    for axis, condition in zip(panels, conditions, strict=True):
         frame = eigenvalues[eigenvalues["condition"] == condition]
         label = frame["class_label"].iloc[0]
         crowded = crowded_near_one(frame)
@@ -62,8 +73,6 @@ def plot_spectra(eigenvalues: pd.DataFrame, *, max_columns: int = 4) -> plt.Figu
         axis.set_xlabel("Re λ")
         axis.set_ylabel("Im λ")
         axis.set_aspect("equal")
-    for axis in axes.ravel()[len(conditions):]:
-        axis.set_visible(False)
     figure.suptitle("Koopman eigenvalues by condition, coloured by conjugacy class")
     figure.tight_layout()
     return figure
@@ -122,11 +131,8 @@ def plot_between_within(frame: pd.DataFrame) -> plt.Figure:
     ``frame``: columns ``pair``, ``kind``, ``distance`` (:func:`analysis.tables.between_within_frame`).
     """
     pairs = list(dict.fromkeys(frame["pair"]))
-    n_columns = min(3, max(len(pairs), 1))
-    n_rows = int(np.ceil(max(len(pairs), 1) / n_columns))
-    figure, axes = plt.subplots(n_rows, n_columns, figsize=(4.2 * n_columns, 3.4 * n_rows),
-                                squeeze=False)
-    for axis, pair in zip(axes.ravel(), pairs):
+    figure, panels = _panel_grid(len(pairs), 3, 4.2, 3.4)
+    for axis, pair in zip(panels, pairs, strict=True):
         subset = frame[frame["pair"] == pair]
         sns.boxplot(data=subset, x="kind", y="distance", ax=axis, color="0.85", fliersize=0)
         sns.stripplot(data=subset, x="kind", y="distance", ax=axis, size=3, alpha=0.6,
@@ -134,8 +140,6 @@ def plot_between_within(frame: pd.DataFrame) -> plt.Figure:
         axis.set_title(pair, fontsize=9)
         axis.set_xlabel("")
         axis.tick_params(axis="x", labelsize=7, rotation=15)
-    for axis in axes.ravel()[len(pairs):]:
-        axis.set_visible(False)
     figure.suptitle("Between- vs within-condition (seed-to-seed) spectral distances")
     figure.tight_layout()
     return figure
@@ -148,13 +152,10 @@ def plot_window_heatmap(frame: pd.DataFrame) -> plt.Figure:
     (:func:`analysis.tables.window_distance_frame`).
     """
     conditions = sorted(frame["condition"].unique())
-    n_columns = min(3, max(len(conditions), 1))
-    n_rows = int(np.ceil(max(len(conditions), 1) / n_columns))
-    figure, axes = plt.subplots(n_rows, n_columns, figsize=(4.6 * n_columns, 4.0 * n_rows),
-                                squeeze=False)
+    figure, panels = _panel_grid(len(conditions), 3, 4.6, 4.0)
     # One colour scale for all panels, so that conditions can be compared by eye.
     low, high = np.nanmin(frame["log10_distance"]), np.nanmax(frame["log10_distance"])
-    for axis, condition in zip(axes.ravel(), conditions):
+    for axis, condition in zip(panels, conditions, strict=True):
         square = frame[frame["condition"] == condition].pivot(
             index="window_a", columns="window_b", values="log10_distance")
         sns.heatmap(square, ax=axis, cmap="magma", square=True, vmin=low, vmax=high,
@@ -162,8 +163,6 @@ def plot_window_heatmap(frame: pd.DataFrame) -> plt.Figure:
         axis.set_title(condition, fontsize=9)
         axis.set_xlabel("window start (step)")
         axis.set_ylabel("window start (step)")
-    for axis in axes.ravel()[len(conditions):]:
-        axis.set_visible(False)
     figure.suptitle("Spectral distance between training windows (mean over seeds)")
     figure.tight_layout()
     return figure
