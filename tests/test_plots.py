@@ -78,3 +78,20 @@ def test_figures_render_to_non_empty_png(tmp_path):
                  tmp_path, "between.png")
     assert saved(plots.plot_window_heatmap(tables.window_distance_frame(spectra)), tmp_path,
                  "windows.png")
+
+
+def test_spectra_inset_clears_the_panel_tick_and_axis_labels():
+    frame = pd.DataFrame({"condition": "a", "class_label": "class 1",
+                          "eig_real": [0.99, 1.0, 1.01, 0.98, 0.2],
+                          "eig_imag": [0.0, 0.01, -0.01, 0.02, 0.5]})
+    figure = plots.plot_spectra(frame)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    axis = figure.axes[0]
+    (inset,) = axis.child_axes
+    inset_box = inset.get_tightbbox(renderer)  # the inset with its own tick labels
+    labels = axis.get_xticklabels() + axis.get_yticklabels() + [axis.xaxis.label, axis.yaxis.label]
+    overlapping = [label.get_text() for label in labels if label.get_visible() and label.get_text()
+                   and label.get_window_extent(renderer).overlaps(inset_box)]
+    plots.plt.close(figure)
+    assert overlapping == []
