@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.records import SPECTRUM_COLUMNS, STATUS_OK, TRIAL_REQUIRED_COLUMNS, missing_columns
+from study.records import (RECORDS_FOLDER, SPECTRA_FILE, SPECTRA_PART_SUFFIX, SPECTRUM_COLUMNS,
+                           STATUS_OK, TRIAL_PART_SUFFIX, TRIAL_REQUIRED_COLUMNS, TRIALS_FILE,
+                           missing_columns)
 
 logger = logging.getLogger(__name__)
 
-SPECTRA_FILE = "spectra.parquet"
-TRIALS_FILE = "trials.parquet"
 SPECTRA_NEEDED = ("condition", "seed", "eig_real", "eig_imag")  # the analysis cannot do without
-PARTS_FOLDER = "records"  # per-trial part files written by the sweeps layer as trials finish
-SPECTRA_PART_SUFFIX = ".spectra.parquet"
-TRIAL_PART_SUFFIX = ".trial.parquet"
 MAX_DESCRIPTION_LINES = 60
 RUN_DESCRIPTION_FILES = ("sweep.json", "config.json", "config.yaml", "config")
 
@@ -105,7 +102,7 @@ def _read_table(directory: Path, name: str, part_suffix: str, notes: list[str]):
     Unreadable parts are named in ``notes`` and skipped.
     """
     table, problem = read_parquet_file(directory / name)
-    parts = sorted((directory / PARTS_FOLDER).glob(f"*{part_suffix}"))
+    parts = sorted((directory / RECORDS_FOLDER).glob(f"*{part_suffix}"))
     if table is not None or not parts:
         return table, problem
     frames = []
@@ -116,7 +113,7 @@ def _read_table(directory: Path, name: str, part_suffix: str, notes: list[str]):
         else:
             frames.append(frame)
     notes.append(f"{problem}; read {len(frames)} of {len(parts)} part files in "
-                 f"{directory / PARTS_FOLDER} instead")
+                 f"{directory / RECORDS_FOLDER} instead")
     if not frames:
         return None, f"{problem}, and none of its part files is readable"
     return pd.concat(frames, ignore_index=True), None

@@ -41,6 +41,14 @@ STATUS_DIVERGED = "diverged"
 STATUS_FAILED = "failed"
 TRIAL_STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_FAILED)
 
+# A sweep's output folder: per-trial part files under RECORDS_FOLDER, written as trials finish
+# (the sweeps layer), and the two consolidated tables beside it; the analysis reads either.
+SPECTRA_FILE = "spectra.parquet"
+TRIALS_FILE = "trials.parquet"
+RECORDS_FOLDER = "records"
+SPECTRA_PART_SUFFIX = ".spectra.parquet"
+TRIAL_PART_SUFFIX = ".trial.parquet"
+
 SPECTRUM_KEY_COLUMNS = ("trial_id", "condition", "seed", "window_index", "window_start", "window_end")
 SPECTRUM_COLUMNS = SPECTRUM_KEY_COLUMNS + (
     "eig_index",

@@ -23,15 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.records import SPECTRUM_COLUMNS, TRIAL_REQUIRED_COLUMNS, missing_columns
+from study.records import (RECORDS_FOLDER, SPECTRA_FILE, SPECTRA_PART_SUFFIX, SPECTRUM_COLUMNS,
+                           TRIAL_PART_SUFFIX, TRIAL_REQUIRED_COLUMNS, TRIALS_FILE, missing_columns)
 
 logger = logging.getLogger(__name__)
-
-RECORDS_FOLDER = "records"
-TRIAL_SUFFIX = ".trial.parquet"
-SPECTRA_SUFFIX = ".spectra.parquet"
-SPECTRA_FILE = "spectra.parquet"
-TRIALS_FILE = "trials.parquet"
 
 
 def _plain(value: Any) -> Any:
@@ -60,9 +55,9 @@ def write_trial_records(
     folder.mkdir(parents=True, exist_ok=True)
     trial_id = str(trial_row["trial_id"])
     spectra = pd.DataFrame(list(spectrum_rows), columns=list(SPECTRUM_COLUMNS))
-    _write_atomically(spectra, folder / f"{trial_id}{SPECTRA_SUFFIX}")
+    _write_atomically(spectra, folder / f"{trial_id}{SPECTRA_PART_SUFFIX}")
     trial = pd.DataFrame([{key: _plain(value) for key, value in trial_row.items()}])
-    path = folder / f"{trial_id}{TRIAL_SUFFIX}"
+    path = folder / f"{trial_id}{TRIAL_PART_SUFFIX}"
     _write_atomically(trial, path)
     return path
 
@@ -72,7 +67,7 @@ def finished_trial_ids(out_dir: str | Path) -> set[str]:
     folder = Path(out_dir) / RECORDS_FOLDER
     if not folder.is_dir():
         return set()
-    return {path.name[: -len(TRIAL_SUFFIX)] for path in folder.glob(f"*{TRIAL_SUFFIX}")}
+    return {path.name[: -len(TRIAL_PART_SUFFIX)] for path in folder.glob(f"*{TRIAL_PART_SUFFIX}")}
 
 
 def _read_parts(paths: list[Path]) -> list[pd.DataFrame]:
@@ -93,9 +88,13 @@ def consolidate(out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     out_dir = Path(out_dir)
     finished = sorted(finished_trial_ids(out_dir))
     folder = out_dir / RECORDS_FOLDER
-    trial_frames = _read_parts([folder / f"{trial_id}{TRIAL_SUFFIX}" for trial_id in finished])
-    spectra_frames = _read_parts([folder / f"{trial_id}{SPECTRA_SUFFIX}" for trial_id in finished])
-    trials = pd.concat(trial_frames, ignore_index=True) if trial_frames else pd.DataFrame(columns=list(TRIAL_REQUIRED_COLUMNS))
+    trial_frames = _read_parts([folder / f"{trial_id}{TRIAL_PART_SUFFIX}" for trial_id in finished])
+    spectra_frames = _read_parts([folder / f"{trial_id}{SPECTRA_PART_SUFFIX}" for trial_id in finished])
+    trials = (
+        pd.concat(trial_frames, ignore_index=True)
+        if trial_frames
+        else pd.DataFrame(columns=list(TRIAL_REQUIRED_COLUMNS))
+    )
     spectra_frames = [frame for frame in spectra_frames if len(frame)]
     spectra = (
         pd.concat(spectra_frames, ignore_index=True)
