@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import logging
 import os
@@ -101,16 +100,13 @@ def first_seeds(spec: SweepSpec, n_seeds: int) -> SweepSpec:
 
 
 def run_analysis(out_dir: Path) -> int:
-    """The analysis stage on the finished records (as ``python -m analysis DIR``), if present."""
-    for module_name in ("analysis.__main__", "analysis.cli"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        if hasattr(module, "main"):
-            return int(module.main([str(out_dir)]) or 0)
-    print(f"analysis stage not available; run `python -m analysis {out_dir}` later", file=sys.stderr)
-    return 0
+    """The analysis stage on the finished records, as ``python -m analysis DIR``.
+
+    A broken import inside the analysis package is an error, not a missing stage: it raises.
+    """
+    from analysis.__main__ import main as analysis_main
+
+    return int(analysis_main([str(out_dir)]) or 0)
 
 
 def _print_summary(out_dir: Path, trials) -> None:
