@@ -100,11 +100,23 @@ def _crowded_inset(axis, crowded: pd.DataFrame):
     return inset
 
 
-def plot_distance_heatmap(distances: pd.DataFrame, unit_classes: pd.Series) -> plt.Figure:
+def _legend_name(label: str, members) -> str:
+    """``class 1: width=10, width=40`` (shortened past 60 characters), or the bare label."""
+    if not members:
+        return label
+    text = f"{label}: {', '.join(members)}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def plot_distance_heatmap(distances: pd.DataFrame, unit_classes: pd.Series,
+                          class_members: dict | None = None) -> plt.Figure:
     """Clustered heat map of the unit distance matrix, with a colour strip marking classes.
 
     ``distances``: square frame, index and columns the unit labels. ``unit_classes``: class
-    label per unit label (same index). Units are ordered by average-linkage clustering.
+    label per unit label (same index). ``class_members``: optional class label -> conditions,
+    named in the legend (with many units the tick labels are hidden, so the legend is the only
+    place that says which setups a colour stands for). Units are ordered by average-linkage
+    clustering.
     """
     values = distances.to_numpy()
     palette = class_palette(unit_classes.unique())
@@ -120,7 +132,8 @@ def plot_distance_heatmap(distances: pd.DataFrame, unit_classes: pd.Series) -> p
         grid = sns.clustermap(distances, row_cluster=False, col_cluster=False, row_colors=strip,
                               col_colors=strip, cmap="viridis", figsize=(size, size))
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in palette.values()]
-    grid.figure.legend(handles, list(palette), loc="upper right", fontsize=8, title="class")
+    names = [_legend_name(label, (class_members or {}).get(label)) for label in palette]
+    grid.figure.legend(handles, names, loc="upper right", fontsize=8, title="class")
     grid.figure.suptitle("Spectral distances between (condition, seed) spectra", y=1.0)
     return grid.figure
 

@@ -133,9 +133,10 @@ def _write_figures(result: AnalysisResult, records: Records, window_frame: pd.Da
     class_of = dict(zip(eigenvalues["condition"], eigenvalues["class_label"]))
     unit_classes = pd.Series([class_of.get(c, plots.NO_CLASS) for c in conjugacy.units["condition"]],
                              index=labels)
+    members = {label: sorted(set(group["condition"])) for label, group in eigenvalues.groupby("class_label")}
     figures = {"spectra_figure": ("spectra.png", lambda: plots.plot_spectra(eigenvalues)),
                "heatmap_figure": ("distance_heatmap.png",
-                                  lambda: plots.plot_distance_heatmap(square, unit_classes))}
+                                  lambda: plots.plot_distance_heatmap(square, unit_classes, members))}
     between = tables.between_within_frame(conjugacy.units, conjugacy.distances)
     if not between.empty:
         figures["between_within_figure"] = ("between_within.png",

@@ -95,3 +95,13 @@ def test_spectra_inset_clears_the_panel_tick_and_axis_labels():
                    and label.get_window_extent(renderer).overlaps(inset_box)]
     plots.plt.close(figure)
     assert overlapping == []
+
+
+def test_heatmap_legend_names_the_conditions_of_each_class():
+    labels = tables.unit_labels(UNITS)
+    square = pd.DataFrame(DISTANCES, index=labels, columns=labels)
+    unit_classes = pd.Series(["class 1", "class 1", "class 2"], index=labels)
+    figure = plots.plot_distance_heatmap(square, unit_classes, {"class 1": ["a"], "class 2": ["b"]})
+    legend_texts = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    plots.plt.close(figure)
+    assert legend_texts == ["class 1: a", "class 2: b"]
