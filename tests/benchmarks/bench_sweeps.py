@@ -1,6 +1,6 @@
 """Overhead of the Ray Tune launcher against a plain loop, measured in one run (issue 4).
 
-    python tests/benchmarks/bench_sweeps.py            # fcn_width --quick: 12 trials
+    python tests/benchmarks/bench_sweeps.py            # fcn_width --quick (3 widths x its seeds)
     python tests/benchmarks/bench_sweeps.py --quick    # its first seed only: 3 trials (smoke)
     python tests/benchmarks/bench_sweeps.py --naive    # also one Tune trial per setup
 
