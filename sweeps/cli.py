@@ -115,6 +115,12 @@ def _print_summary(out_dir: Path, trials) -> None:
     print(f"records: {out_dir / 'trials.parquet'}, {out_dir / 'spectra.parquet'}")
 
 
+def _report_and_analyse(out_dir: Path, trials, *, run_analysis_stage: bool) -> int:
+    """Print what the sweep left on disk, then (unless skipped) run the analysis on it."""
+    _print_summary(out_dir, trials)
+    return run_analysis(out_dir) if run_analysis_stage else 0
+
+
 def holds_same_sweep(out_dir: Path, spec: SweepSpec) -> bool:
     """Whether ``out_dir/sweep.json`` records exactly ``spec`` (compared as JSON: keys are text)."""
     saved = json.loads((out_dir / "sweep.json").read_text())["spec"]
@@ -159,10 +165,7 @@ def command_run(args: argparse.Namespace) -> int:
             trials, _ = run_sweep(spec, out_dir, options, command=sys.argv)
     finally:
         shutdown_ray()
-    _print_summary(out_dir, trials)
-    if not args.no_analysis:
-        return run_analysis(out_dir)
-    return 0
+    return _report_and_analyse(out_dir, trials, run_analysis_stage=not args.no_analysis)
 
 
 def command_resume(args: argparse.Namespace) -> int:
@@ -174,10 +177,7 @@ def command_resume(args: argparse.Namespace) -> int:
         trials, _ = resume_sweep(out_dir, address=args.address)
     finally:
         shutdown_ray()
-    _print_summary(out_dir, trials)
-    if not args.no_analysis:
-        return run_analysis(out_dir)
-    return 0
+    return _report_and_analyse(out_dir, trials, run_analysis_stage=not args.no_analysis)
 
 
 def command_list() -> int:
