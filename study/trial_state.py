@@ -58,10 +58,9 @@ class WindowRecorder:
     """
 
     def __init__(self, config: KoopmanConfig, n_replicas: int, seed: int):
-        self.config, self.n_replicas, self.seed = config, n_replicas, seed
+        self.config = config
         self.buffer: list[np.ndarray] = []
         self.buffer_start = 0  # snapshot index of buffer[0]
-        self.n_snapshots = 0
         self.stream = None
         if config.pca_components is None:
             from study.streaming import StreamingKoopman
@@ -74,7 +73,6 @@ class WindowRecorder:
             self.stream.partial_fit(values)
         else:
             self.buffer.append(values.detach().to("cpu", torch.float32).numpy().copy())
-        self.n_snapshots += 1
 
     def fit(self, start: int, stop: int) -> KoopmanFit:
         """The spectrum of snapshots ``[start, stop)``."""
@@ -87,12 +85,12 @@ class WindowRecorder:
         return fit_koopman(projected, delays=self.config.delays, rank=self.config.rank)
 
     def state_dict(self) -> dict:
-        return {"n_snapshots": self.n_snapshots, "buffer_start": self.buffer_start,
+        return {"buffer_start": self.buffer_start,
                 "buffer": [array.copy() for array in self.buffer],
                 "stream": None if self.stream is None else copy.deepcopy(self.stream.state_dict())}
 
     def load_state_dict(self, state: dict) -> None:
-        self.n_snapshots, self.buffer_start = int(state["n_snapshots"]), int(state["buffer_start"])
+        self.buffer_start = int(state["buffer_start"])
         self.buffer = [array.copy() for array in state["buffer"]]
         if state["stream"] is not None:
             from study.streaming import StreamingKoopman
