@@ -39,6 +39,7 @@ from analysis.verdicts import (EQUIVALENT, UNDETERMINED, applied_margin, decide,
 
 logger = logging.getLogger(__name__)
 
+VERDICT_METRIC = "wasserstein-2"  # squared distances split into centre and spread (effects)
 MAX_PERMUTATION_PAIRS = 1000  # beyond, the evidence costs minutes and is left out (noted)
 PAIRWISE_COLUMNS = [
     "condition_a", "condition_b", "verdict", "ratio", "ratio_low", "ratio_high", "margin",
@@ -106,8 +107,11 @@ def analyse_conjugacy(spectra: pd.DataFrame, options: AnalysisOptions | None = N
     """Units, distance matrices, resolution, verdicts, evidence and classes in one pass."""
     options = _options(options, overrides)
     frame, notes = clean_spectra(spectra)
-    units, distances, _ = unit_distance_matrix(frame, metric=options.metric)
-    _, squared, _ = unit_distance_matrix(frame, metric="wasserstein-2", squared=True)
+    units, squared, _ = unit_distance_matrix(frame, metric=VERDICT_METRIC, squared=True)
+    if options.metric == VERDICT_METRIC and frame["window_start"].nunique() == 1:
+        distances = np.sqrt(squared)  # one window: the same matrix, not computed twice
+    else:
+        _, distances, _ = unit_distance_matrix(frame, metric=options.metric)
     resolution = condition_resolution(variant_distances(frame))
     seeds_per_condition = units.groupby("condition", sort=True).size()
     for condition, n in seeds_per_condition.items():
@@ -128,14 +132,17 @@ def analyse_conjugacy(spectra: pd.DataFrame, options: AnalysisOptions | None = N
 
 def _pairwise_table(units, distances, squared, resolution, seeds_per_condition, options, notes):
     effects = pair_effects(units, squared, confidence=options.confidence,
-                           n_resamples=options.n_resamples, random_state=options.random_state)
+                           n_resamples=options.n_resamples, random_state=options.random_state,
+                           interval_method=options.interval_method)
     by_pair = {frozenset((r.condition_a, r.condition_b)): r for r in effects.itertuples(index=False)}
-    condition_of = units["condition"].to_numpy()
+    members = _members(units)
+    resolution_of = dict(zip(resolution["condition"], resolution["resolution"]))
     rows = []
     for first, second in itertools.combinations(list(seeds_per_condition.index), 2):
-        members_a, members_b = np.flatnonzero(condition_of == first), np.flatnonzero(condition_of == second)
+        members_a, members_b = members[first], members[second]
         row = {"condition_a": first, "condition_b": second, "n_seeds_a": members_a.size,
-               "n_seeds_b": members_b.size, "resolution": pair_resolution(resolution, first, second),
+               "n_seeds_b": members_b.size,
+               "resolution": pair_resolution(resolution_of, first, second),
                "mean_between": distances[np.ix_(members_a, members_b)].mean(),
                "mean_within_a": _mean_within(distances, members_a),
                "mean_within_b": _mean_within(distances, members_b), "note": ""}
@@ -165,6 +172,11 @@ def _verdict_fields(effect, first, resolution, options) -> dict:
         f"the interval straddles the margin; about {needed:.0f} seeds per condition would likely settle it"
     return {**fields, "verdict": verdict, "margin": margin, "margin_source": source,
             "margin_distance": margin * fields["spread"], "seeds_needed": needed, "note": note}
+
+
+def _members(units: pd.DataFrame) -> dict:
+    """Unit indices of each condition."""
+    return {c: np.asarray(rows) for c, rows in units.groupby("condition", sort=True).indices.items()}
 
 
 def _mean_within(distances, members):
@@ -202,26 +214,31 @@ def _add_permutation_evidence(table, units, distances, options, notes):
 def _class_table(units, distances, pairwise, resolution, seeds_per_condition):
     """One row per condition: its class, and whom it is equivalent to, distinct from, unsure of."""
     calibrated = [c for c, n in seeds_per_condition.items() if n >= 2]
-    verdict_of = {frozenset((r.condition_a, r.condition_b)): r for r in pairwise.itertuples(index=False)}
-    equivalent = {pair for pair, r in verdict_of.items() if r.verdict == EQUIVALENT}
-    linkage = {pair: r.ratio_high for pair, r in verdict_of.items()}
+    verdict_of = {frozenset((a, b)): v for a, b, v in
+                  zip(pairwise["condition_a"], pairwise["condition_b"], pairwise["verdict"])}
+    equivalent = {pair for pair, verdict in verdict_of.items() if verdict == EQUIVALENT}
+    linkage = dict(zip(map(frozenset, zip(pairwise["condition_a"], pairwise["condition_b"])),
+                       pairwise["ratio_high"]))
     labels = group_conditions(calibrated, equivalent, linkage)
-    resolution_of = resolution.set_index("condition")["resolution"] if len(resolution) else {}
+    resolution_of = dict(zip(resolution["condition"], resolution["resolution"]))
     spreads = _condition_spreads(pairwise)
-    condition_of = units["condition"].to_numpy()
+    members = _members(units)
+    named = {c: {"equivalent": [], "undetermined": [], "distinct": []} for c in seeds_per_condition.index}
+    for pair, verdict in verdict_of.items():
+        a, b = sorted(pair, key=str)
+        named[a][verdict].append(str(b))
+        named[b][verdict].append(str(a))
     rows = []
     for condition, n_seeds in seeds_per_condition.items():
-        others = {o: verdict_of[frozenset((condition, o))].verdict
-                  for o in seeds_per_condition.index if o != condition}
         label = labels.get(condition)
         rows.append({
             "condition": condition, "conjugacy_class": label, "n_seeds": int(n_seeds),
             "spread": spreads.get(condition, np.nan),
-            "resolution": float(resolution_of.get(condition, np.nan)) if len(resolution) else np.nan,
-            "mean_within_distance": _mean_within(distances, np.flatnonzero(condition_of == condition)),
-            "equivalent_to": _names(others, "equivalent"),
-            "undetermined_with": _names(others, "undetermined"),
-            "distinct_from": _names(others, "distinct"),
+            "resolution": float(resolution_of.get(condition, np.nan)),
+            "mean_within_distance": _mean_within(distances, members[condition]),
+            "equivalent_to": ", ".join(sorted(named[condition]["equivalent"])),
+            "undetermined_with": ", ".join(sorted(named[condition]["undetermined"])),
+            "distinct_from": ", ".join(sorted(named[condition]["distinct"])),
             "note": "single seed: no seed-to-seed spread, no class" if label is None else "",
         })
     table = pd.DataFrame(rows)
@@ -229,16 +246,11 @@ def _class_table(units, distances, pairwise, resolution, seeds_per_condition):
     return table
 
 
-def _names(verdicts: dict, wanted: str) -> str:
-    return ", ".join(sorted(str(o) for o, v in verdicts.items() if v == wanted))
-
-
 def _condition_spreads(pairwise: pd.DataFrame) -> dict:
     spreads = {}
-    for row in pairwise.itertuples(index=False):
-        for condition, spread in ((row.condition_a, row.spread_a), (row.condition_b, row.spread_b)):
-            if pd.notna(spread):
-                spreads[condition] = float(spread)
+    for side in ("a", "b"):
+        known = pairwise[pairwise[f"spread_{side}"].notna()]
+        spreads.update(zip(known[f"condition_{side}"], known[f"spread_{side}"].astype(float)))
     return spreads
 
 
@@ -248,21 +260,33 @@ def group_conditions(conditions, equivalent: set, linkage: dict) -> dict:
     Constrained complete linkage: merge, while any merge is admissible, the two classes all of
     whose cross pairs are in ``equivalent`` and whose largest cross-pair ``linkage`` (the upper
     interval bound of the effect ratio) is smallest. Ties go to the alphabetically first.
+    Cluster-level admissibility and linkage are updated on each merge (a merged class is
+    admissible with k when both parts were; its linkage to k is the larger), so a merge costs
+    O(n) and the grouping O(n^2) memory for n conditions.
     """
-    clusters = [[c] for c in sorted(conditions)]
+    names = sorted(conditions, key=str)
+    n = len(names)
+    admissible = np.zeros((n, n), dtype=bool)
+    link = np.full((n, n), np.inf)
+    for i, j in itertools.combinations(range(n), 2):
+        pair = frozenset((names[i], names[j]))
+        admissible[i, j] = admissible[j, i] = pair in equivalent
+        link[i, j] = link[j, i] = linkage.get(pair, np.inf)
+    clusters = {i: [names[i]] for i in range(n)}
+    alive = np.ones(n, dtype=bool)
     while True:
-        best = None
-        for i, j in itertools.combinations(range(len(clusters)), 2):
-            cross = [frozenset((a, b)) for a in clusters[i] for b in clusters[j]]
-            if not all(pair in equivalent for pair in cross):
-                continue
-            score = max(linkage.get(pair, np.inf) for pair in cross)
-            if best is None or score < best[0]:
-                best = (score, i, j)
-        if best is None:
+        mask = admissible & alive[:, None] & alive[None, :]
+        if not mask.any():
             break
-        _, i, j = best
-        clusters[i] = sorted(clusters[i] + clusters[j])
-        del clusters[j]
-    clusters.sort(key=lambda members: members[0])
-    return {c: number for number, members in enumerate(clusters, start=1) for c in members}
+        scores = np.where(mask, link, np.inf)
+        best = scores.min()
+        # ties: the alphabetically first pair of classes (rows and columns are in name order)
+        i, j = sorted(np.argwhere(scores == best)[0])
+        clusters[i] = sorted(clusters[i] + clusters.pop(j), key=str)
+        admissible[i] &= admissible[j]
+        admissible[:, i] = admissible[i]
+        link[i] = np.maximum(link[i], link[j])
+        link[:, i] = link[i]
+        admissible[i, i], alive[j] = False, False
+    ordered = sorted(clusters.values(), key=lambda members: str(members[0]))
+    return {c: number for number, members in enumerate(ordered, start=1) for c in members}

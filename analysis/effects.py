@@ -19,8 +19,8 @@ U-statistic, so the estimate of effect^2 can be negative when the true effect is
 The effect is read against the seed-to-seed spread ``s = sqrt((E d(X, X')^2 + E d(Y, Y')^2)
 / 2)``, the typical distance between two seeds of one setup (the paper's yardstick for
 conjugacy): ``ratio = effect / s``. Its interval comes from SciPy's bootstrap over seeds
-(percentile method, on the signed ``ratio^2`` and mapped through the square root, which is
-monotone):
+(bias-corrected and accelerated by default, on the signed ``ratio^2`` and mapped through
+the square root, which is monotone; the percentile method is an option):
 
 * **paired** conditions, which hold the same seeds of one source (a sweep, where a seed fixes
   the data split, the batch order, the replica noise and the initialisation of every
@@ -43,6 +43,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+# Pairs judged by one bootstrap call: SciPy keeps every draw of every output, 2 x 4,000 x
+# 2,000 floats (128 MB) here. Every call draws the same seeds (one generator seed), so the
+# chunks of one sweep are bootstrapped jointly.
+MAX_PAIRS_PER_CALL = 4000
 EFFECT_COLUMNS = ["condition_a", "condition_b", "n_seeds_a", "n_seeds_b", "paired", "spread_a",
                   "spread_b", "spread", "effect", "effect_low", "effect_high", "ratio",
                   "ratio_low", "ratio_high"]
@@ -83,27 +87,20 @@ def _counts(indices: np.ndarray, n_items: int) -> np.ndarray:
     return counts
 
 
-def _quadratic(weights: np.ndarray, block: np.ndarray) -> np.ndarray:
-    """``sum_ij w_bi block_ij w_bj`` for each row b of ``weights``."""
-    return np.einsum("bi,bi->b", weights @ block, weights)
+def _quadratic_forms(weights: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """``sum_ij w_bi B_mij w_bj`` for every draw b and block m: ``(n_blocks, n_draws)``.
+
+    ``blocks``: ``(n_blocks, n, n)``; one matrix product over all blocks side by side.
+    """
+    n_blocks, n = blocks.shape[:2]
+    side_by_side = blocks.transpose(1, 0, 2).reshape(n, n_blocks * n)  # (n, m * n)
+    products = (weights @ side_by_side).reshape(-1, n_blocks, n)  # (B, m, n)
+    return np.einsum("bmj,bj->mb", products, weights)
 
 
-def _within(weights, block):
-    """Mean squared distance over pairs of distinct seeds of one condition, per draw."""
-    n_pairs = weights.sum(axis=1) ** 2 - (weights**2).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _quadratic(weights, block) / n_pairs
-
-
-def _between(weights_a, weights_b, block, paired):
-    """Mean squared distance between the conditions' seeds, per draw (distinct seeds if paired)."""
-    if not paired:
-        total = np.einsum("bi,bi->b", weights_a @ block, weights_b)
-        return total / (weights_a.sum(axis=1) * weights_b.sum(axis=1))
-    same_seed = (weights_a**2) @ np.diag(block)
-    n_pairs = weights_a.sum(axis=1) ** 2 - (weights_a**2).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (_quadratic(weights_a, block) - same_seed) / n_pairs
+def _distinct_pairs(weights: np.ndarray) -> np.ndarray:
+    """Number of pairs of distinct units in each draw: ``(sum w)^2 - sum w^2``."""
+    return weights.sum(axis=1) ** 2 - (weights**2).sum(axis=1)
 
 
 def _ratio_and_effect_squared(between, within_a, within_b):
@@ -116,38 +113,64 @@ def _ratio_and_effect_squared(between, within_a, within_b):
 
 
 class _BlockStatistic:
-    """The vectorised bootstrap statistic of every pair across two seed groups (or within one)."""
+    """The vectorised bootstrap statistic of the pairs of ``rows`` (conditions of the first
+    group) with the second group's conditions (with the later ones of the first, when paired)."""
 
-    def __init__(self, squared_distances, first: SeedGroup, second: SeedGroup | None):
+    def __init__(self, squared_distances, first: SeedGroup, second: SeedGroup | None, rows):
         self.paired = second is None
         self.first, self.second = first, first if second is None else second
-        names_a, names_b = list(self.first.members), list(self.second.members)
-        self.pairs = (list(itertools.combinations(names_a, 2)) if self.paired
-                      else list(itertools.product(names_a, names_b)))
-        # a is always a member of the first group, b of the second (the first when paired).
-        self.blocks = {(a, b): squared_distances[np.ix_(self.first.members[a], self.second.members[b])]
-                       for a, b in self.pairs}
-        self.within_blocks = {c: squared_distances[np.ix_(m, m)]
-                              for group in (self.first, self.second) for c, m in group.members.items()}
+        names_b = list(self.second.members)
+        order = {name: position for position, name in enumerate(names_b)}
+        self.partners = {a: [b for b in names_b if not self.paired or order[b] > order[a]] for a in rows}
+        self.pairs = [(a, b) for a in rows for b in self.partners[a]]
+        self.cross, self.same_seed = {}, {}
+        for a, partners in self.partners.items():
+            columns = np.concatenate([self.second.members[b] for b in partners]) if partners else []
+            self.cross[a] = squared_distances[np.ix_(self.first.members[a], np.asarray(columns, dtype=int))]
+            if self.paired and partners:  # d(a at seed i, b at seed i), for every partner b
+                self.same_seed[a] = np.stack([np.diag(squared_distances[np.ix_(
+                    self.first.members[a], self.second.members[b])]) for b in partners])
+        self.within_blocks = {id(group): np.stack([squared_distances[np.ix_(m, m)] for m in group.members.values()])
+                              for group in (self.first, self.second)}
 
     def __call__(self, *indices, axis=-1):
+        # SciPy hands draws with leading batch axes (jackknife samples, batches of draws);
+        # the two samples' batch shapes broadcast against each other.
+        indices = [np.asarray(i) for i in indices]
+        batch = np.broadcast_shapes(*(i.shape[:-1] for i in indices))
+        indices = [np.broadcast_to(i, batch + i.shape[-1:]) for i in indices]
         weights_a = _counts(indices[0], len(self.first.seeds))
         weights_b = weights_a if self.paired else _counts(indices[1], len(self.second.seeds))
-        return self.evaluate(weights_a, weights_b)
+        values = self.evaluate(weights_a, weights_b)  # (2 * n_pairs, prod(batch))
+        return values.reshape(values.shape[:1] + batch)
+
+    def within(self, group: SeedGroup, weights) -> dict:
+        """Mean squared distance over pairs of distinct seeds, per condition and draw."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = _quadratic_forms(weights, self.within_blocks[id(group)]) / _distinct_pairs(weights)
+        return dict(zip(group.members, means))
 
     def evaluate(self, weights_a, weights_b):
         """``(2 * n_pairs, n_draws)``: signed ratio^2 of every pair, then effect^2."""
-        within = {}
-        for c, block in self.within_blocks.items():
-            weights = weights_a if c in self.first.members else weights_b
-            within[c] = _within(weights, block)
+        within_a = self.within(self.first, weights_a)
+        within_b = within_a if self.paired else self.within(self.second, weights_b)
+        n_draws, n_b = weights_a.shape[0], weights_b.shape[1]
         ratios, effects = [], []
-        for a, b in self.pairs:
-            between = _between(weights_a, weights_b, self.blocks[(a, b)], self.paired)
-            ratio_squared, effect_squared = _ratio_and_effect_squared(between, within[a], within[b])
+        for a, partners in self.partners.items():
+            if not partners:
+                continue
+            products = (weights_a @ self.cross[a]).reshape(n_draws, len(partners), n_b)
+            total = np.einsum("bpj,bj->pb", products, weights_b)  # (partners, draws)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                if self.paired:
+                    between = (total - self.same_seed[a] @ (weights_a**2).T) / _distinct_pairs(weights_a)
+                else:
+                    between = total / (weights_a.sum(axis=1) * weights_b.sum(axis=1))
+            partner_within = np.stack([within_b[b] for b in partners])
+            ratio_squared, effect_squared = _ratio_and_effect_squared(between, within_a[a], partner_within)
             ratios.append(ratio_squared)
             effects.append(effect_squared)
-        return np.stack(ratios + effects)
+        return np.concatenate(ratios + effects)
 
 
 def _signed_root(values):
@@ -156,7 +179,8 @@ def _signed_root(values):
 
 
 def pair_effects(units: pd.DataFrame, squared_distances: np.ndarray, *, confidence: float = 0.90,
-                 n_resamples: int = 2000, random_state: int = 0) -> pd.DataFrame:
+                 n_resamples: int = 2000, random_state: int = 0,
+                 interval_method: str = "BCa") -> pd.DataFrame:
     """Effect, ratio and their ``confidence`` bootstrap intervals for every pair of conditions.
 
     ``units``: one row per (condition, seed) with ``condition``, ``seed`` and optional
@@ -170,17 +194,38 @@ def pair_effects(units: pd.DataFrame, squared_distances: np.ndarray, *, confiden
     rows = []
     for index_a, first in enumerate(groups):
         for second in [None] + groups[index_a + 1:]:
-            statistic = _BlockStatistic(squared_distances, first, second)
-            if statistic.pairs:
-                rows += _block_rows(statistic, confidence, n_resamples, random_state)
+            for chunk in _row_chunks(first, second):
+                statistic = _BlockStatistic(squared_distances, first, second, chunk)
+                if statistic.pairs:
+                    rows += _block_rows(statistic, confidence, n_resamples, random_state,
+                                        interval_method)
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
-def _block_rows(statistic: _BlockStatistic, confidence, n_resamples, random_state):
+def _row_chunks(first: SeedGroup, second: SeedGroup | None):
+    """The first group's conditions in runs of at most :data:`MAX_PAIRS_PER_CALL` pairs."""
+    names = list(first.members)
+    n_partners = len(second.members) if second is not None else None
+    chunk, n_pairs = [], 0
+    for position, name in enumerate(names):
+        pairs = n_partners if n_partners is not None else len(names) - position - 1
+        if chunk and n_pairs + pairs > MAX_PAIRS_PER_CALL:
+            yield chunk
+            chunk, n_pairs = [], 0
+        chunk.append(name)
+        n_pairs += pairs
+    if chunk:
+        yield chunk
+
+
+def _block_rows(statistic: _BlockStatistic, confidence, n_resamples, random_state, interval_method):
     first, second = statistic.first, statistic.second
     data = (np.arange(len(first.seeds)),) if statistic.paired else \
         (np.arange(len(first.seeds)), np.arange(len(second.seeds)))
-    point = statistic.evaluate(np.ones((1, len(first.seeds))), np.ones((1, len(second.seeds))))[:, 0]
+    ones_a, ones_b = np.ones((1, len(first.seeds))), np.ones((1, len(second.seeds)))
+    point = statistic.evaluate(ones_a, ones_b)[:, 0]
+    spreads = {c: float(np.sqrt(value[0])) for c, value in statistic.within(first, ones_a).items()}
+    spreads.update({c: float(np.sqrt(value[0])) for c, value in statistic.within(second, ones_b).items()})
     # The seed resamples are the same for every block (one generator seed): a sweep's blocks
     # are then bootstrapped jointly over the seeds they share.
     with warnings.catch_warnings():
@@ -188,14 +233,21 @@ def _block_rows(statistic: _BlockStatistic, confidence, n_resamples, random_stat
         # valid, degenerate interval; SciPy warns about it for every such pair.
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         result = stats.bootstrap(data, statistic, n_resamples=n_resamples, vectorized=True,
-                                 paired=False, confidence_level=confidence, method="percentile",
+                                 paired=False, confidence_level=confidence, method=interval_method,
                                  rng=np.random.default_rng(random_state))
-    low, high = result.confidence_interval
+    low, high = (np.array(bound, dtype=float) for bound in result.confidence_interval)
+    if interval_method == "BCa":
+        # BCa is undefined where every draw gives one value or the jackknife is flat; the
+        # percentile interval of the same draws is the honest fallback there.
+        distribution = result.bootstrap_distribution
+        tail = (1 - confidence) / 2
+        fallback_low, fallback_high = np.quantile(distribution, [tail, 1 - tail], axis=-1)
+        low = np.where(np.isfinite(low), low, fallback_low)
+        high = np.where(np.isfinite(high), high, fallback_high)
     n_pairs = len(statistic.pairs)
     rows = []
     for position, (a, b) in enumerate(statistic.pairs):
-        spread_a = _spread(statistic.within_blocks[a])
-        spread_b = _spread(statistic.within_blocks[b])
+        spread_a, spread_b = spreads[a], spreads[b]
         rows.append({
             "condition_a": a, "condition_b": b, "n_seeds_a": len(first.seeds),
             "n_seeds_b": len(second.seeds), "paired": statistic.paired,
@@ -210,8 +262,3 @@ def _block_rows(statistic: _BlockStatistic, confidence, n_resamples, random_stat
         })
     return rows
 
-
-def _spread(block: np.ndarray) -> float:
-    """Root mean squared distance between distinct seeds of one condition."""
-    n = block.shape[0]
-    return float(np.sqrt(block.sum() / (n * (n - 1))))

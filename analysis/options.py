@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields
 
 from analysis.distances import DEFAULT_METRIC, METRICS
 
-DECISION_RULE_NAMES = ("interval-inclusion",)  # analysis.verdicts.DECISION_RULES holds them
+DECISION_RULE_NAMES = ("interval-inclusion",)
+INTERVAL_METHODS = ("BCa", "percentile")  # scipy.stats.bootstrap methods that suit a ratio  # analysis.verdicts.DECISION_RULES holds them
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class AnalysisOptions:
     # Two-sided coverage of the bootstrap interval; 0.90 makes the interval-inclusion rule
     # the two one-sided tests at 5% each.
     confidence: float = 0.90
+    interval_method: str = "BCa"  # SciPy's bootstrap interval; see the calibration for why
     n_resamples: int = 2000  # bootstrap draws of seeds: Monte-Carlo error of a 5% quantile ~0.5%
     n_permutations: int = 9999  # relabelings of the identical-distribution test; min p 1e-4
     random_state: int = 0  # seeds the bootstrap and the relabelings: reruns give equal verdicts
@@ -44,6 +46,9 @@ class AnalysisOptions:
                 raise ValueError(f"{name} must be an int >= 99; got {name}={value!r}")
         if self.metric not in METRICS:
             raise ValueError(f"metric must be one of {sorted(METRICS)}; got metric={self.metric!r}")
+        if self.interval_method not in INTERVAL_METHODS:
+            raise ValueError(f"interval_method must be one of {list(INTERVAL_METHODS)}; "
+                             f"got interval_method={self.interval_method!r}")
         if self.rule not in DECISION_RULE_NAMES:
             raise ValueError(f"rule must be one of {list(DECISION_RULE_NAMES)}; got rule={self.rule!r}")
 
@@ -54,6 +59,7 @@ def option_help() -> dict[str, str]:
     return {
         "margin": f"equivalence margin in seed-to-seed spreads ({defaults['margin']})",
         "confidence": f"coverage of the bootstrap interval ({defaults['confidence']})",
+        "interval_method": f"bootstrap interval, one of {list(INTERVAL_METHODS)} ({defaults['interval_method']})",
         "n_resamples": f"bootstrap draws of seeds ({defaults['n_resamples']})",
         "n_permutations": f"relabelings of the identical-distribution test ({defaults['n_permutations']})",
         "random_state": f"seed of the bootstrap and the relabelings ({defaults['random_state']})",

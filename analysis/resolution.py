@@ -78,8 +78,10 @@ def condition_resolution(distances: pd.DataFrame) -> pd.DataFrame:
     return table.merge(by_variant.reset_index(), on="condition", how="left")
 
 
-def pair_resolution(resolution: pd.DataFrame, condition_a: str, condition_b: str) -> float:
-    """The coarser of the two conditions' resolutions (NaN when neither was measured)."""
-    values = resolution.set_index("condition")["resolution"] if len(resolution) else pd.Series(dtype=float)
-    found = [values.get(c, np.nan) for c in (condition_a, condition_b)]
+def pair_resolution(resolution_of: dict, condition_a: str, condition_b: str) -> float:
+    """The coarser of the two conditions' resolutions (NaN when neither was measured).
+
+    ``resolution_of``: condition -> resolution, from :func:`condition_resolution`.
+    """
+    found = [resolution_of.get(c, np.nan) for c in (condition_a, condition_b)]
     return float(np.nanmax(found)) if not np.all(np.isnan(found)) else float("nan")

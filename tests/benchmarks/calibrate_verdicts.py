@@ -84,9 +84,9 @@ def blocks(spectra: pd.DataFrame, n_seeds: int, max_seeds: int):
         yield spectra[(spectra["seed"] >= start) & (spectra["seed"] < start + n_seeds)]
 
 
-def judged_pairs(spectra, answers, margins, case, n_seeds):
+def judged_pairs(spectra, answers, margins, case, n_seeds, interval_method):
     """One row per (pair, margin): the known answer and the verdict."""
-    pairwise = analyse_conjugacy(spectra, n_permutations=99).pairwise
+    pairwise = analyse_conjugacy(spectra, n_permutations=99, interval_method=interval_method).pairwise
     rows = []
     for row in pairwise.itertuples(index=False):
         answer = answers.get(frozenset((row.condition_a, row.condition_b)))
@@ -115,7 +115,9 @@ def rates(judged: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="6 and 10 seeds only, 20 at most")
-    parser.add_argument("--margins", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    parser.add_argument("--margins", type=float, nargs="+", default=[1.0, 1.5, 2.0, 2.5, 3.0])
+    parser.add_argument("--interval-method", default="BCa", choices=["BCa", "percentile"])
+    parser.add_argument("--save", help="write every judged pair to this CSV")
     arguments = parser.parse_args()
     seed_counts = (6, 10) if arguments.quick else SEED_COUNTS
     max_seeds = 20 if arguments.quick else max(SEED_COUNTS)
@@ -127,10 +129,14 @@ def main() -> None:
         spectra, answers = build(max_seeds)
         for n_seeds in seed_counts:
             for block in blocks(spectra, n_seeds, max_seeds):
-                judged += judged_pairs(block, answers, arguments.margins, case, n_seeds)
+                judged += judged_pairs(block, answers, arguments.margins, case, n_seeds,
+                                       arguments.interval_method)
     judged = pd.DataFrame(judged)
+    if arguments.save:
+        judged.to_csv(arguments.save, index=False)
     with pd.option_context("display.width", 160, "display.max_rows", 200):
-        print(f"calibration of the verdicts ({time.perf_counter() - started:.0f} s); "
+        print(f"calibration of the verdicts, {arguments.interval_method} intervals "
+              f"({time.perf_counter() - started:.0f} s); "
               "rates over all pairs with a known answer, per margin and number of seeds")
         print(rates(judged).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         print("\nper case at the default margin's neighbours (counts of verdicts):")
