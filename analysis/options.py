@@ -31,7 +31,7 @@ class AnalysisOptions:
     # the two one-sided tests at 5% each.
     confidence: float = 0.90
     # SciPy's bootstrap interval. BCa corrects the bias and skew of a ratio's bootstrap
-    # distribution; in the calibration it matched the percentile method's error rates.
+    # distribution; at the default margin the calibration gave it the percentile error rates.
     interval_method: str = "BCa"
     n_resamples: int = 2000  # bootstrap draws of seeds: Monte-Carlo error of a 5% quantile ~0.5%
     n_permutations: int = 9999  # relabelings of the identical-distribution test; min p 1e-4
