@@ -63,7 +63,7 @@ class WindowRecorder:
         self.buffer_start = 0  # snapshot index of buffer[0]
         self.stream = None
         if config.pca_components is None:
-            from study.streaming import StreamingKoopman
+            from study.koopman.streaming import StreamingKoopman
 
             self.stream = StreamingKoopman(n_replicas=n_replicas, delays=config.delays, rank=config.rank,
                                            sketch_dimension=config.sketch_dimension, random_state=seed)
@@ -93,6 +93,6 @@ class WindowRecorder:
         self.buffer_start = int(state["buffer_start"])
         self.buffer = [array.copy() for array in state["buffer"]]
         if state["stream"] is not None:
-            from study.streaming import StreamingKoopman
+            from study.koopman.streaming import StreamingKoopman
 
             self.stream = StreamingKoopman.from_state_dict(state["stream"])

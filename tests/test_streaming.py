@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from study.koopman import KoopmanInputError, NonFiniteSnapshotError, koopman_eigenvalues
-from study.sketch import CountSketch
-from study.streaming import BLOCK_STEPS, StreamingKoopman
+from study.koopman.sketch import CountSketch
+from study.koopman.streaming import BLOCK_STEPS, StreamingKoopman
 
 
 def drifting_replicas(n_replicas=3, n_steps=300, n_features=6, seed=0):
