@@ -80,16 +80,16 @@ class TrialResult:
 
     def trial_row(self, trial_id: str, condition: str) -> dict:
         """The ``trials.parquet`` row: identity, status, every flat config value, outcomes."""
-        row = {"trial_id": trial_id, "condition": condition, "seed": self.config.seed,
-               "status": self.status, "diverged_step": self.diverged_step, "message": self.message}
-        row.update(self.config.to_flat_dict())
-        row.update(final_train_loss=self.final_train_loss, final_test_loss=self.final_test_loss,
-                   final_train_accuracy=self.final_train_accuracy,
-                   final_test_accuracy=self.final_test_accuracy,
-                   n_steps_completed=self.n_steps_completed, wall_time_s=self.wall_time_s,
-                   device_used=self.device, n_windows=len(self.windows),
-                   package_version=records.PACKAGE_VERSION)
-        return row
+        outcomes = {"final_train_loss": self.final_train_loss,
+                    "final_test_loss": self.final_test_loss,
+                    "final_train_accuracy": self.final_train_accuracy,
+                    "final_test_accuracy": self.final_test_accuracy,
+                    "device_used": self.device, "n_windows": len(self.windows)}
+        return records.trial_row(
+            trial_id=trial_id, condition=condition, seed=self.config.seed, status=self.status,
+            config=self.config.to_flat_dict(), n_steps_completed=self.n_steps_completed,
+            wall_time_s=self.wall_time_s, diverged_step=self.diverged_step,
+            message=self.message, outcomes=outcomes)
 
 
 def resolve_device(name: str) -> torch.device:

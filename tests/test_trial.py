@@ -154,6 +154,19 @@ def test_result_rows_follow_the_record_schema():
     assert trial_row["width"] == 10 and trial_row["status"] == "ok"
 
 
+def test_trial_row_builder_orders_identity_config_outcomes_and_rejects_an_unknown_status():
+    row = records.trial_row(trial_id="t", condition="c", seed=3, status=records.STATUS_FAILED,
+                            config={"width": 5}, n_steps_completed=0, wall_time_s=1.5,
+                            message="boom", outcomes={"device_used": "cpu"})
+    assert list(row) == ["trial_id", "condition", "seed", "status", "diverged_step", "message",
+                         "width", "device_used", "n_steps_completed", "wall_time_s",
+                         "package_version"]
+    assert records.missing_columns(row, records.TRIAL_REQUIRED_COLUMNS) == []
+    with pytest.raises(ValueError, match=r"'t'.*status.*'finished'"):
+        records.trial_row(trial_id="t", condition="c", seed=3, status="finished", config={},
+                          n_steps_completed=0, wall_time_s=0.0)
+
+
 def test_smoke_entry_point_runs():
     completed = subprocess.run([sys.executable, "-m", "study", "--smoke-test"], cwd=REPO,
                                capture_output=True, text=True, timeout=120)
