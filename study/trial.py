@@ -31,7 +31,7 @@ from study.koopman import fit_koopman
 from study.observables import resolve_observables, snapshot
 from study.replicas import (build_replicas, constrain_norms, evaluate, initial_parameters,
                             make_model, replica_norms)
-from study.trial_state import BatchSampler, WindowRecorder
+from study.trial_state import BatchSampler, make_window_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class _NetworkTrial:
         self.train_labels = self.data.train_labels.to(self.device)
         batch_size = len(self.train_labels) if config.optimizer.full_batch else config.optimizer.batch_size
         self.sampler = BatchSampler(len(self.train_labels), batch_size, seeds["batches"])
-        self.recorder = WindowRecorder(config.koopman, config.training.n_replicas, seeds["sketch"])
+        self.recorder = make_window_recorder(config.koopman, config.training.n_replicas, seeds["sketch"])
         self.step, self.windows, self.elapsed_before = 0, [], 0.0
         if resume_state is not None:
             self._load_state(resume_state)
