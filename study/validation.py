@@ -1,7 +1,7 @@
 """The paper's validation problem: OMD vs OGD (conjugate) vs bisection (not), on f = sum tan.
 
-PAPER.md, table row "OMD vs OGD". Minimise ``f(x) = sum_i tan(x_i)`` in d = 2 on the box
-``[0.01, 1]^2`` with step ``eta = 0.01`` in float64; T = ``n_steps`` snapshots (the start and
+The paper's validation experiment (Redman et al., NeurIPS 2024). Minimise
+``f(x) = sum_i tan(x_i)`` in d = 2 on the box ``[0.01, 1]^2`` with step ``eta = 0.01`` in float64; T = ``n_steps`` snapshots (the start and
 ``n_steps - 1`` steps). Every trajectory is ``(n_steps, 2)``; :func:`validation_trajectories`
 returns the 25 grid starts stacked as ``(25, n_steps, 2)`` (time on axis 1, each replica's
 time on axis 0), ready for ``study.koopman.koopman_eigenvalues(..., delays=4)``.
