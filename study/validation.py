@@ -1,8 +1,8 @@
 """The paper's validation problem: OMD vs OGD (conjugate) vs bisection (not), on f = sum tan.
 
 The paper's validation experiment (Redman et al., NeurIPS 2024). Minimise
-``f(x) = sum_i tan(x_i)`` in d = 2 on the box ``[0.01, 1]^2`` with step ``eta = 0.01`` in float64; T = ``n_steps`` snapshots (the start and
-``n_steps - 1`` steps). Every trajectory is ``(n_steps, 2)``; :func:`validation_trajectories`
+``f(x) = sum_i tan(x_i)`` in d = 2 on the box ``[0.01, 1]^2`` with step ``eta = 0.01`` in
+float64; T = ``n_steps`` snapshots (the start and ``n_steps - 1`` steps). Every trajectory is ``(n_steps, 2)``; :func:`validation_trajectories`
 returns the 25 grid starts stacked as ``(25, n_steps, 2)`` (time on axis 1, each replica's
 time on axis 0), ready for ``study.koopman.koopman_eigenvalues(..., delays=4)``.
 
