@@ -7,6 +7,7 @@ imports inside functions count too.
 """
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,13 @@ def test_importing_the_koopman_core_or_analysis_loads_no_torch():
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                                text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_study_points_at_nothing_outside_the_repository():
+    # The repository stands on its own: cite the paper by name, say a reason in words.
+    pattern = re.compile(r"\.\./|\bshared/|PAPER\.md|STYLE\.md|\bhabit \d|\bissue \d", re.I)
+    offenders = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+                 for path in python_files("study")
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if pattern.search(line)]
+    assert not offenders, "\n".join(offenders)
