@@ -52,13 +52,14 @@ class BatchSampler:
 class WindowRecorder(Protocol):
     """What a trial needs from a recorder: snapshots in, the spectrum of a closed window out.
 
-    Snapshots are ``(n_replicas, n_features)``; window bounds are snapshot indices.
+    Snapshots are ``(n_replicas, n_features)``; window bounds are snapshot indices. ``fit``
+    also returns the trajectories it fitted, so that variant estimates can refit them.
     :func:`make_window_recorder` picks the implementation once per trial.
     """
 
     def add(self, values: torch.Tensor) -> None: ...
 
-    def fit(self, start: int, stop: int) -> KoopmanFit: ...
+    def fit(self, start: int, stop: int) -> tuple[KoopmanFit, np.ndarray]: ...
 
     def state_dict(self) -> dict: ...
 
@@ -84,9 +85,13 @@ class StreamingRecorder:
     def add(self, values: torch.Tensor) -> None:
         self.stream.partial_fit(values)
 
-    def fit(self, start: int, stop: int) -> KoopmanFit:
-        """The spectrum of snapshots ``[start, stop)``."""
-        return self.stream.fit_window(start, stop)
+    def fit(self, start: int, stop: int) -> tuple[KoopmanFit, np.ndarray]:
+        """The fit of snapshots ``[start, stop)`` and the trajectories ``(M, T, n_dims)`` it was
+        fitted on."""
+        window = self.stream.window(start, stop)
+        stream = self.stream
+        return fit_koopman(window, delays=stream.delays, rank=stream.rank,
+                           solver=stream.solver), window
 
     def state_dict(self) -> dict:
         return {"stream": copy.deepcopy(self.stream.state_dict())}
@@ -108,13 +113,14 @@ class PcaRecorder:
     def add(self, values: torch.Tensor) -> None:
         self.buffer.append(values.detach().to("cpu", torch.float32).numpy().copy())
 
-    def fit(self, start: int, stop: int) -> KoopmanFit:
-        """The spectrum of snapshots ``[start, stop)``."""
+    def fit(self, start: int, stop: int) -> tuple[KoopmanFit, np.ndarray]:
+        """The fit of snapshots ``[start, stop)`` and the projected trajectories ``(M, T, k)``
+        it was fitted on."""
         offset = start - self.buffer_start
         window = np.stack(self.buffer[offset : stop - self.buffer_start], axis=1)  # (M, T, F)
         projected = pca_project(window, self.config.pca_components)  # (M, T, k)
         self.buffer, self.buffer_start = self.buffer[stop - self.buffer_start :], stop
-        return fit_koopman(projected, delays=self.config.delays, rank=self.config.rank)
+        return fit_koopman(projected, delays=self.config.delays, rank=self.config.rank), projected
 
     def state_dict(self) -> dict:
         return {"buffer_start": self.buffer_start,
