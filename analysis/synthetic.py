@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from study.records import PACKAGE_VERSION, STATUS_DIVERGED, STATUS_OK, spectrum_rows
+from study.records import STATUS_DIVERGED, STATUS_OK, spectrum_rows, trial_row
 
 
 def centre_spectrum(shift: float, *, n_eigenvalues: int = 10) -> np.ndarray:
@@ -57,11 +57,13 @@ def trials_table(spectra: pd.DataFrame, *, diverged: tuple[str, ...] = ()) -> pd
     return pd.DataFrame(rows)
 
 
+SYNTHETIC_CONFIG = {"trial_type": "synthetic", "learning_rate": 0.1}  # stands for a flat config
+
+
 def _trial_row(trial_id, condition, seed, status, *, diverged_step=None, message=""):
-    return {"trial_id": trial_id, "condition": condition, "seed": int(seed), "status": status,
-            "diverged_step": diverged_step, "message": message, "trial_type": "synthetic",
-            "learning_rate": 0.1, "n_steps_completed": 100, "wall_time_s": 0.0,
-            "package_version": PACKAGE_VERSION}
+    return trial_row(trial_id=trial_id, condition=condition, seed=seed, status=status,
+                     config=SYNTHETIC_CONFIG, n_steps_completed=100, wall_time_s=0.0,
+                     diverged_step=diverged_step, message=message)
 
 
 def write_synthetic_records(directory, *, windows: tuple[int, ...] = (0,), n_seeds: int = 6,

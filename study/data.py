@@ -138,9 +138,9 @@ def _decoded_mnist(stamps: tuple[tuple[str, int], ...]) -> tuple[np.ndarray, np.
 def load_mnist(folder: Path, test_fraction: float, random_state: np.random.Generator) -> Dataset:
     """MNIST from a folder of IDX files (``.gz`` or not).
 
-    With all four files: the standard 60,000 / 10,000 split. With only the ``t10k`` pair (as
-    in the shared folder of these machines): a seeded split of those 10,000 images, holding
-    out ``test_fraction`` of them.
+    With all four files: the standard 60,000 / 10,000 split. With only the ``t10k`` pair (a
+    partial download, 10,000 images): a seeded split of those images, holding out
+    ``test_fraction`` of them.
     """
     expected = [name for pair in MNIST_FILES.values() for name in pair]
     if not folder.is_dir():

@@ -2,7 +2,8 @@
 
 Pure Python, no torch: ``analysis`` may import this module. Parquet has no complex type, so an
 eigenvalue is stored as ``eig_real`` and ``eig_imag``, one row per eigenvalue, keyed by trial
-and window (STYLE.md, habit 6).
+and window; a trial table joins on ``trial_id``. Rows of both tables are built here only
+(:func:`spectrum_rows`, :func:`trial_row`), so every writer produces the same schema.
 
 ``spectra.parquet``, one row per eigenvalue:
 
@@ -31,17 +32,21 @@ before this column existed hold recorded estimates only.
 
 ``trials.parquet``, one row per trial: ``trial_id``, ``condition``, ``seed``, ``status``
 (one of :data:`TRIAL_STATUSES`), ``diverged_step`` (nullable), ``message``, every flat config
-value under its own key, final losses and accuracies, ``n_steps_completed``, ``wall_time_s``,
-``package_version``.
+value under its own key, what the writer measured (final losses and accuracies, the device,
+the number of windows; nothing for a failed trial), ``n_steps_completed``, ``wall_time_s``,
+``package_version``. Writers may add columns (the sweeps add placement and timing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from study import __version__
+
+PACKAGE_VERSION = __version__
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"
@@ -115,10 +120,39 @@ def spectrum_rows(
     ]
 
 
+def trial_row(
+    *,
+    trial_id: str,
+    condition: str,
+    seed: int,
+    status: str,
+    config: Mapping[str, Any],
+    n_steps_completed: int,
+    wall_time_s: float,
+    diverged_step: int | None = None,
+    message: str = "",
+    outcomes: Mapping[str, Any] | None = None,
+) -> dict:
+    """The ``trials.parquet`` row of one trial, in the schema above.
+
+    Identity and status first, then every flat config value under its own key (``config``:
+    the trial's flat config dict), then ``outcomes`` (what the run measured, e.g.
+    ``final_test_loss``, ``device_used``; empty for a trial that failed before any), then
+    ``n_steps_completed``, ``wall_time_s`` and the package version.
+    """
+    if status not in TRIAL_STATUSES:
+        raise ValueError(f"trial {trial_id!r}: status must be one of {TRIAL_STATUSES}; got {status!r}")
+    row = {"trial_id": trial_id, "condition": condition, "seed": int(seed), "status": status,
+           "diverged_step": diverged_step, "message": message}
+    row.update(config)
+    row.update(outcomes or {})
+    row.update(n_steps_completed=int(n_steps_completed), wall_time_s=float(wall_time_s),
+               package_version=PACKAGE_VERSION)
+    return row
+
+
 def missing_columns(columns: Iterable[str], required: Sequence[str]) -> list[str]:
     """The required columns absent from ``columns``, in schema order."""
     present = set(columns)
     return [name for name in required if name not in present]
 
-
-PACKAGE_VERSION = __version__

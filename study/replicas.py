@@ -4,9 +4,9 @@ Every parameter of replica r is ``base * (1 + epsilon * U(-1, 1))`` with its own
 (Redman et al. 2024, section 4). Two interchangeable implementations:
 
 * :class:`VectorizedReplicas` (the default): one set of stacked parameters ``(M, ...)`` and
-  one optimizer. Fully connected nets run as batched matrix products (one GEMM for the first
-  layer, ``bmm`` after it), which on a CPU beats ``vmap``; other models run through
-  ``torch.func.functional_call`` under ``vmap``. The loss is the sum of the replicas' mean
+  one optimizer. Fully connected nets run as batched matrix products
+  (:func:`study.models.fully_connected_logits`), which on a CPU beats ``vmap``; other models
+  run through ``torch.func.functional_call`` under ``vmap``. The loss is the sum of the replicas' mean
   losses, so each replica's gradient is exactly its own, and SGD / AdamW act elementwise, so
   each replica follows the trajectory it would follow alone.
 * :class:`SequentialReplicas`: M ordinary modules with M optimizers, one after another. It is
@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional
 
 from study.config import ModelConfig, OptimizerConfig
-from study.models import ACTIVATIONS, FullyConnected, build_model
+from study.models import FullyConnected, build_model, fully_connected_logits
 
 
 def initial_parameters(model: nn.Module, n_replicas: int, replica_noise: float,
@@ -108,24 +108,8 @@ class VectorizedReplicas:
         return torch.func.vmap(single, in_dims=(0, None))(self.parameters, inputs)  # (M, B, C)
 
     def _batched_fcn(self, inputs: torch.Tensor) -> torch.Tensor:
-        activation = ACTIVATIONS[self.model.activation_name]
-        values = inputs.flatten(1)  # (B, n_in), shared by all replicas
-        names = [f"hidden.{index}" for index in range(len(self.model.hidden))] + ["output"]
-        for position, name in enumerate(names):
-            weight = self.parameters[f"{name}.weight"]  # (M, out, in)
-            if position == 0:
-                # One GEMM for all replicas: (B, in) @ (in, M*out) -> (M, B, out).
-                n_out = weight.shape[1]
-                values = (values @ weight.reshape(-1, weight.shape[2]).T)
-                values = values.view(-1, self.n_replicas, n_out).transpose(0, 1)
-            else:
-                values = torch.bmm(values, weight.transpose(1, 2))  # (M, B, out)
-            bias = self.parameters.get(f"{name}.bias")
-            if bias is not None:
-                values = values + bias.unsqueeze(1)
-            if name != "output":
-                values = activation(values)
-        return values  # (M, B, n_classes)
+        return fully_connected_logits(self.parameters, inputs, depth=len(self.model.hidden),
+                                      activation=self.model.activation_name)  # (M, B, C)
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         return self._forward(inputs)

@@ -32,7 +32,7 @@ from study.observables import resolve_observables, snapshot
 from study.resolution import variant_spectra
 from study.replicas import (build_replicas, constrain_norms, evaluate, initial_parameters,
                             make_model, replica_norms)
-from study.trial_state import BatchSampler, WindowRecorder
+from study.trial_state import BatchSampler, make_window_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +85,16 @@ class TrialResult:
 
     def trial_row(self, trial_id: str, condition: str) -> dict:
         """The ``trials.parquet`` row: identity, status, every flat config value, outcomes."""
-        row = {"trial_id": trial_id, "condition": condition, "seed": self.config.seed,
-               "status": self.status, "diverged_step": self.diverged_step, "message": self.message}
-        row.update(self.config.to_flat_dict())
-        row.update(final_train_loss=self.final_train_loss, final_test_loss=self.final_test_loss,
-                   final_train_accuracy=self.final_train_accuracy,
-                   final_test_accuracy=self.final_test_accuracy,
-                   n_steps_completed=self.n_steps_completed, wall_time_s=self.wall_time_s,
-                   device_used=self.device, n_windows=len(self.windows),
-                   package_version=records.PACKAGE_VERSION)
-        return row
+        outcomes = {"final_train_loss": self.final_train_loss,
+                    "final_test_loss": self.final_test_loss,
+                    "final_train_accuracy": self.final_train_accuracy,
+                    "final_test_accuracy": self.final_test_accuracy,
+                    "device_used": self.device, "n_windows": len(self.windows)}
+        return records.trial_row(
+            trial_id=trial_id, condition=condition, seed=self.config.seed, status=self.status,
+            config=self.config.to_flat_dict(), n_steps_completed=self.n_steps_completed,
+            wall_time_s=self.wall_time_s, diverged_step=self.diverged_step,
+            message=self.message, outcomes=outcomes)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -220,7 +220,7 @@ class _NetworkTrial:
         self.train_labels = self.data.train_labels.to(self.device)
         batch_size = len(self.train_labels) if config.optimizer.full_batch else config.optimizer.batch_size
         self.sampler = BatchSampler(len(self.train_labels), batch_size, seeds["batches"])
-        self.recorder = WindowRecorder(config.koopman, config.training.n_replicas, seeds["sketch"])
+        self.recorder = make_window_recorder(config.koopman, config.training.n_replicas, seeds["sketch"])
         self.step, self.windows, self.elapsed_before = 0, [], 0.0
         if resume_state is not None:
             self._load_state(resume_state)

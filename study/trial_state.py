@@ -1,18 +1,19 @@
-"""The resumable pieces of a training trial: the batch order and the Koopman window recorder.
+"""The resumable pieces of a training trial: the batch order and the Koopman window recorders.
 
-Both have ``state_dict`` / ``load_state_dict`` with plain, picklable contents, so that a trial
+All have ``state_dict`` / ``load_state_dict`` with plain, picklable contents, so that a trial
 resumed from a checkpoint continues bit for bit.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from study.config import KoopmanConfig
-from study.koopman import KoopmanFit, fit_koopman
+from study.koopman import KoopmanFit, StreamingKoopman, fit_koopman
 from study.observables import pca_project
 
 
@@ -48,38 +49,73 @@ class BatchSampler:
         self.permutation, self.position = state["permutation"].clone(), int(state["position"])
 
 
-class WindowRecorder:
-    """Feeds snapshots ``(n_replicas, n_features)`` to the estimator and fits closed windows.
+class WindowRecorder(Protocol):
+    """What a trial needs from a recorder: snapshots in, the spectrum of a closed window out.
 
-    Without PCA: a :class:`study.streaming.StreamingKoopman` (in-run, optionally sketched).
-    With ``pca_components``: PCA needs the whole window, so the window's raw snapshots are
-    buffered on the CPU (float32) and the batch DMD runs on the projected trajectories when
-    the window closes; the buffer is then emptied.
+    Snapshots are ``(n_replicas, n_features)``; window bounds are snapshot indices. ``fit``
+    also returns the trajectories it fitted, so that variant estimates can refit them.
+    :func:`make_window_recorder` picks the implementation once per trial.
     """
 
+    def add(self, values: torch.Tensor) -> None: ...
+
+    def fit(self, start: int, stop: int) -> tuple[KoopmanFit, np.ndarray]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def make_window_recorder(config: KoopmanConfig, n_replicas: int, seed: int) -> WindowRecorder:
+    """A :class:`PcaRecorder` when ``pca_components`` is set, else a :class:`StreamingRecorder`."""
+    if config.pca_components is None:
+        return StreamingRecorder(config, n_replicas, seed)
+    return PcaRecorder(config)
+
+
+class StreamingRecorder:
+    """In-run: each snapshot goes straight to a :class:`study.koopman.StreamingKoopman`
+    (raw, or CountSketched when ``sketch_dimension`` is set, seeded by ``seed``)."""
+
     def __init__(self, config: KoopmanConfig, n_replicas: int, seed: int):
+        self.stream = StreamingKoopman(n_replicas=n_replicas, delays=config.delays,
+                                       rank=config.rank, random_state=seed,
+                                       sketch_dimension=config.sketch_dimension)
+
+    def add(self, values: torch.Tensor) -> None:
+        self.stream.partial_fit(values)
+
+    def fit(self, start: int, stop: int) -> tuple[KoopmanFit, np.ndarray]:
+        """The fit of snapshots ``[start, stop)`` and the trajectories ``(M, T, n_dims)`` it was
+        fitted on."""
+        window = self.stream.window(start, stop)
+        stream = self.stream
+        return fit_koopman(window, delays=stream.delays, rank=stream.rank,
+                           solver=stream.solver), window
+
+    def state_dict(self) -> dict:
+        return {"stream": copy.deepcopy(self.stream.state_dict())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream = StreamingKoopman.from_state_dict(state["stream"])
+
+
+class PcaRecorder:
+    """Batch: PCA needs the whole window, so the window's raw snapshots are buffered on the
+    CPU (float32) and the batch DMD runs on the projected trajectories when the window
+    closes; the buffer is then emptied."""
+
+    def __init__(self, config: KoopmanConfig):
         self.config = config
         self.buffer: list[np.ndarray] = []
         self.buffer_start = 0  # snapshot index of buffer[0]
-        self.stream = None
-        if config.pca_components is None:
-            from study.streaming import StreamingKoopman
-
-            self.stream = StreamingKoopman(n_replicas=n_replicas, delays=config.delays, rank=config.rank,
-                                           sketch_dimension=config.sketch_dimension, random_state=seed)
 
     def add(self, values: torch.Tensor) -> None:
-        if self.stream is not None:
-            self.stream.partial_fit(values)
-        else:
-            self.buffer.append(values.detach().to("cpu", torch.float32).numpy().copy())
+        self.buffer.append(values.detach().to("cpu", torch.float32).numpy().copy())
 
     def fit(self, start: int, stop: int) -> tuple[KoopmanFit, np.ndarray]:
-        """The fit of snapshots ``[start, stop)`` and the trajectories ``(M, T, k)`` it was fitted on."""
-        if self.stream is not None:
-            window = self.stream.window(start, stop)
-            return fit_koopman(window, delays=self.config.delays, rank=self.config.rank,
-                               solver=self.stream.solver), window
+        """The fit of snapshots ``[start, stop)`` and the projected trajectories ``(M, T, k)``
+        it was fitted on."""
         offset = start - self.buffer_start
         window = np.stack(self.buffer[offset : stop - self.buffer_start], axis=1)  # (M, T, F)
         projected = pca_project(window, self.config.pca_components)  # (M, T, k)
@@ -88,13 +124,8 @@ class WindowRecorder:
 
     def state_dict(self) -> dict:
         return {"buffer_start": self.buffer_start,
-                "buffer": [array.copy() for array in self.buffer],
-                "stream": None if self.stream is None else copy.deepcopy(self.stream.state_dict())}
+                "buffer": [array.copy() for array in self.buffer]}
 
     def load_state_dict(self, state: dict) -> None:
         self.buffer_start = int(state["buffer_start"])
         self.buffer = [array.copy() for array in state["buffer"]]
-        if state["stream"] is not None:
-            from study.streaming import StreamingKoopman
-
-            self.stream = StreamingKoopman.from_state_dict(state["stream"])

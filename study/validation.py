@@ -1,10 +1,11 @@
 """The paper's validation problem: OMD vs OGD (conjugate) vs bisection (not), on f = sum tan.
 
-PAPER.md, table row "OMD vs OGD". Minimise ``f(x) = sum_i tan(x_i)`` in d = 2 on the box
-``[0.01, 1]^2`` with step ``eta = 0.01`` in float64; T = ``n_steps`` snapshots (the start and
-``n_steps - 1`` steps). Every trajectory is ``(n_steps, 2)``; :func:`validation_trajectories`
-returns the 25 grid starts stacked as ``(25, n_steps, 2)`` (time on axis 1, each replica's
-time on axis 0), ready for ``study.koopman.koopman_eigenvalues(..., delays=4)``.
+The paper's validation experiment (Redman et al., NeurIPS 2024). Minimise
+``f(x) = sum_i tan(x_i)`` in d = 2 on the box ``[0.01, 1]^2`` with step ``eta = 0.01`` in
+float64; T = ``n_steps`` snapshots (the start and ``n_steps - 1`` steps). Every trajectory
+is ``(n_steps, 2)``; :func:`validation_trajectories` returns the 25 grid starts stacked as
+``(25, n_steps, 2)`` (time on axis 1, each replica's time on axis 0), ready for
+``study.koopman.koopman_eigenvalues(..., delays=4)``.
 
 * **OMD** with the mirror map ``R(x) = -sum log x_i``: ``grad R(x) = -1/x``, so
   ``x <- (grad R)^-1(grad R(x) - eta grad f(x))`` reads ``-1/x_new = -1/x - eta sec^2(x)``,

@@ -5,8 +5,8 @@ import pytest
 from pydmd import DMD
 
 from study.koopman import (KoopmanInputError, NonFiniteSnapshotError, RankTooLargeError,
-                           TooFewStepsError, ZeroRankError, fit_koopman, koopman_eigenvalues,
-                           snapshot_matrices)
+                           TooFewStepsError, ZeroRankError, fit_koopman, koopman_eigenvalues)
+from study.koopman.dmd import snapshot_matrices
 
 from helpers import largest_matched_distance, observed_block_system, trained_fcn_output_weights
 

@@ -1,4 +1,4 @@
-"""CountSketch (study.sketch): a seeded linear map, and what it does to DMD eigenvalues.
+"""CountSketch (study.koopman.sketch): a seeded linear map, and what it does to DMD eigenvalues.
 
 Measured 2026-11-23 (mean Hungarian-matched distance to the true/raw spectrum, 5 sketch seeds):
   12-dim linear system in P = 2000 observables, rank None, delays 0:
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from study.koopman import koopman_eigenvalues
-from study.sketch import CountSketch
+from study.koopman.sketch import CountSketch
 
 from helpers import mean_matched_distance, observed_block_system, trained_fcn_output_weights
 
@@ -85,7 +85,7 @@ def test_hashing_memory_is_per_chunk_not_per_coordinate():
 @pytest.mark.parametrize("sketch_dimension, delays", [(12, 0), (16, 0), (40, 2)])
 def test_eigenvalues_unchanged_when_the_sketch_is_injective_on_the_data_span(
         sketch_dimension, delays):
-    # theorem (study.sketch docstring): nonzero eig(A_tilde) = nonzero eig(X^+ X'), and an
+    # theorem (study.koopman.sketch docstring): nonzero eig(A_tilde) = nonzero eig(X^+ X'), and an
     # injective linear map T of observables whose span contains X' gives (TX)^+ (TX') = X^+ X'
     trajectories, lift, true = lifted_linear_system()
     sketch = CountSketch(trajectories.shape[2], sketch_dimension, random_state=4)

@@ -1,14 +1,15 @@
 """StreamingKoopman: streaming equals batch, state round trips, bad snapshots, sketching."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from study.koopman import KoopmanInputError, NonFiniteSnapshotError, koopman_eigenvalues
-from study.sketch import CountSketch
-from study.streaming import BLOCK_STEPS, StreamingKoopman
+from study.koopman.sketch import CountSketch
+from study.koopman.streaming import BLOCK_STEPS, StreamingKoopman
 
 
 def drifting_replicas(n_replicas=3, n_steps=300, n_features=6, seed=0):
@@ -136,3 +137,17 @@ def test_bfloat16_tensors_are_stored_exactly():
     estimator = StreamingKoopman(n_replicas=2)
     estimator.partial_fit(values)
     np.testing.assert_array_equal(estimator.window()[:, 0], values.to(torch.float64).numpy())
+
+
+def test_the_training_loop_example_of_the_study_readme_runs(capsys):
+    # study/README.md, "In your own training loop": the example must stay true.
+    readme = (Path(__file__).resolve().parents[1] / "study" / "README.md").read_text()
+    section = readme.split("### In your own training loop", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    with torch.random.fork_rng():  # the example seeds torch's global generator
+        exec(compile(code, "study/README.md", "exec"), namespace)
+    estimator, fit = namespace["estimator"], namespace["fit"]
+    assert estimator.n_steps_seen_ == 300 and fit.eigenvalues.shape == (6,)
+    np.testing.assert_array_equal(  # streaming equals batch on the example's own window
+        fit.eigenvalues, koopman_eigenvalues(estimator.window(100, 300), delays=4, rank=6))

@@ -162,6 +162,19 @@ def test_result_rows_follow_the_record_schema():
     assert trial_row["width"] == 10 and trial_row["status"] == "ok"
 
 
+def test_trial_row_builder_orders_identity_config_outcomes_and_rejects_an_unknown_status():
+    row = records.trial_row(trial_id="t", condition="c", seed=3, status=records.STATUS_FAILED,
+                            config={"width": 5}, n_steps_completed=0, wall_time_s=1.5,
+                            message="boom", outcomes={"device_used": "cpu"})
+    assert list(row) == ["trial_id", "condition", "seed", "status", "diverged_step", "message",
+                         "width", "device_used", "n_steps_completed", "wall_time_s",
+                         "package_version"]
+    assert records.missing_columns(row, records.TRIAL_REQUIRED_COLUMNS) == []
+    with pytest.raises(ValueError, match=r"'t'.*status.*'finished'"):
+        records.trial_row(trial_id="t", condition="c", seed=3, status="finished", config={},
+                          n_steps_completed=0, wall_time_s=0.0)
+
+
 def test_smoke_entry_point_runs():
     completed = subprocess.run([sys.executable, "-m", "study", "--smoke-test"], cwd=REPO,
                                capture_output=True, text=True, timeout=120)
@@ -198,3 +211,24 @@ def test_cuda_request_without_cuda_names_the_device_key():
     with pytest.raises(ValueError, match="'device' is 'cuda'"):
         run_trial({**TINY_FCN, "device": "cuda"})
     assert run_trial({**TINY_FCN, "device": "auto", "n_steps": 10, "delays": 0, "rank": 3}).device == "cpu"
+
+
+def test_the_recorder_strategy_is_chosen_once_from_the_config():
+    import torch
+
+    from study.config import KoopmanConfig
+    from study.koopman import fit_koopman
+    from study.observables import pca_project
+    from study.trial_state import PcaRecorder, StreamingRecorder, make_window_recorder
+
+    streaming = make_window_recorder(KoopmanConfig(delays=1, rank=3), n_replicas=2, seed=0)
+    batch = make_window_recorder(KoopmanConfig(delays=1, rank=3, pca_components=4), 2, 0)
+    assert type(streaming) is StreamingRecorder and type(batch) is PcaRecorder
+    snapshots = torch.randn(12, 2, 6, generator=torch.Generator().manual_seed(0))  # (T, M, F)
+    for values in snapshots:
+        streaming.add(values), batch.add(values)
+    window = snapshots.transpose(0, 1).numpy()  # (M, T, F)
+    raw = fit_koopman(window.astype(np.float64), delays=1, rank=3).eigenvalues
+    projected = fit_koopman(pca_project(window, 4), delays=1, rank=3).eigenvalues
+    np.testing.assert_allclose(streaming.fit(0, 12)[0].eigenvalues, raw, atol=1e-12)
+    np.testing.assert_allclose(batch.fit(0, 12)[0].eigenvalues, projected, atol=1e-12)

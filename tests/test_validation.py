@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from study.koopman import fit_koopman, koopman_eigenvalues, snapshot_matrices
+from study.koopman import fit_koopman, koopman_eigenvalues
+from study.koopman.dmd import snapshot_matrices
 from study.validation import (bisection_step, ogd_step, omd_step, start_grid,
                               validation_trajectories)
 

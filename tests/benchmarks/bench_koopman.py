@@ -43,7 +43,7 @@ def feed_cost(n_steps: int) -> dict:
     """(a): mean per-step times over interleaved blocks of 50 SGD steps and 50 feeds."""
     import torch
 
-    from study.streaming import BLOCK_STEPS, StreamingKoopman
+    from study.koopman.streaming import BLOCK_STEPS, StreamingKoopman
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 40, bias=False), torch.nn.ReLU(),
@@ -92,7 +92,7 @@ def feed_cost(n_steps: int) -> dict:
 STREAM_CHILD = """
 import resource, sys, tracemalloc, torch
 sys.path.insert(0, {root!r})
-from study.streaming import StreamingKoopman
+from study.koopman.streaming import StreamingKoopman
 n_parameters, n_steps, sketch_dimension, with_estimator = {arguments}
 generator = torch.Generator().manual_seed(0)
 weights = torch.randn(1, n_parameters, generator=generator)

@@ -1,7 +1,7 @@
 """Koopman eigenvalues of training trajectories by projected DMD (Redman et al., NeurIPS 2024).
 
-The estimator of the paper (../shared/PAPER.md, "The estimator, step by step"), as functions of
-arrays. Pure numpy/scipy: no torch, so ``analysis`` may import it.
+The estimator of the paper (Redman et al., "Identifying Equivalent Training Dynamics", NeurIPS
+2024: its DMD recipe, step by step), as functions of arrays. Pure numpy: no torch.
 
 Orientation. Trajectories are ``(n_steps, n_features)``, time on axis 0; a stack of replicas is
 ``(n_replicas, n_steps, n_features)`` or a list of 2-D arrays with the same ``n_features``
@@ -27,14 +27,15 @@ of ``A_tilde``), shape ``(D, k)``: for nonzero eigenvalues they are eigenvectors
 snapshot of the first replica). The residual is ``||X' - U A_tilde U^T X||_F / ||X'||_F``.
 
 Solvers. ``"svd"`` is the recipe above done literally (the reference). ``"gram"`` is the
-fast route of :mod:`study.koopman_gram` for a small ``rank`` on large data: block Krylov on
+fast route of :mod:`study.koopman.krylov` for a small ``rank`` on large data: block Krylov on
 ``X X^T`` through implicit Hankel products, then an exact Rayleigh-Ritz step; it never forms
 the Hankel or the Gram matrix (see that module for the method, why it beats an explicit
 Gram, and its a-posteriori accuracy certificate). ``"auto"`` uses ``"gram"`` when a rank
 is given, it is small next to both sides and the problem has at least 1e6 entries, and falls
 back to ``"svd"`` whenever the fast route cannot certify a subspace error below 1e-9.
 
-Bad input raises a :class:`KoopmanInputError` (a ``ValueError``) subclass:
+Bad input raises a :class:`~study.koopman.errors.KoopmanInputError` (a ``ValueError``)
+subclass from :mod:`study.koopman.errors`:
 :class:`NonFiniteSnapshotError` (NaN/Inf; names replica, step and feature),
 :class:`TooFewStepsError` (a replica with fewer than ``delays + 2`` steps: no pair),
 :class:`ZeroRankError` (all-zero data), :class:`RankTooLargeError` (``rank`` above the
@@ -45,57 +46,19 @@ error: it is a fixed point, its rank is 1 and its spectrum is ``[1.0]``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 
+from study.koopman.errors import (KoopmanInputError, NonFiniteSnapshotError, RankTooLargeError,
+                                  TooFewStepsError, ZeroRankError)
+from study.koopman.krylov import fit_gram
+from study.koopman.result import KoopmanFit, assemble_fit, numerical_rank
+
 logger = logging.getLogger(__name__)
 
 SOLVERS = ("auto", "svd", "gram")
-
-
-class KoopmanInputError(ValueError):
-    """Data that cannot give a trustworthy spectrum."""
-
-
-class NonFiniteSnapshotError(KoopmanInputError):
-    """A NaN or Inf in the snapshots (for example a diverged training run)."""
-
-
-class TooFewStepsError(KoopmanInputError):
-    """A replica shorter than ``delays + 2`` steps forms no snapshot pair."""
-
-
-class ZeroRankError(KoopmanInputError):
-    """All snapshots are zero: the snapshot matrix has rank 0."""
-
-
-class RankTooLargeError(KoopmanInputError):
-    """The requested rank exceeds the numerical rank of the snapshot matrix."""
-
-
-@dataclasses.dataclass(frozen=True)
-class KoopmanFit:
-    """The result of one projected-DMD fit (math orientation: modes are columns).
-
-    eigenvalues: (k,) complex, sorted by decreasing modulus.
-    modes: (n_embedded_features, k) complex exact DMD modes ``X' V S^-1 W``.
-    amplitudes: (k,) complex, least-squares fit of the first embedded snapshot.
-    singular_values: (k,) the kept singular values of ``X``, decreasing.
-    residual: relative one-step reconstruction residual ``||X' - U A U^T X|| / ||X'||``.
-    rank: k. n_pairs: N, the number of snapshot pairs. solver: "svd" or "gram" (the one used).
-    """
-
-    eigenvalues: np.ndarray
-    modes: np.ndarray
-    amplitudes: np.ndarray
-    singular_values: np.ndarray
-    residual: float
-    rank: int
-    n_pairs: int
-    solver: str = "svd"
 
 
 def koopman_eigenvalues(trajectories, *, delays: int = 0, rank: int | None = None) -> np.ndarray:
@@ -122,13 +85,11 @@ def fit_koopman(trajectories, *, delays: int = 0, rank: int | None = None,
     if solver == "auto":
         solver = choose_solver(replicas, delays=delays, rank=rank)
     if solver == "gram":
-        from study import koopman_gram  # local: keeps the reference path import-light
-
         stacked = None
         if isinstance(trajectories, np.ndarray) and trajectories.ndim == 3 \
                 and trajectories.dtype == np.float64 and trajectories.flags.c_contiguous:
             stacked = trajectories.reshape(-1, trajectories.shape[2])  # a view, no copy
-        fit = koopman_gram.fit_gram(replicas, delays=delays, rank=rank, stacked=stacked)
+        fit = fit_gram(replicas, delays=delays, rank=rank, stacked=stacked)
         if fit is not None:
             return fit
         logger.info("fast route not certified to 1e-9 subspace error; using the full SVD")
@@ -222,14 +183,6 @@ def snapshot_matrices(replicas: Sequence[np.ndarray], delays: int) -> tuple[np.n
     return np.concatenate(firsts).T, np.concatenate(seconds).T
 
 
-def numerical_rank(singular_values: np.ndarray, shape: tuple[int, int]) -> int:
-    """Count of singular values above ``sigma_1 * max(shape) * eps`` (numpy's convention)."""
-    if singular_values.size == 0 or singular_values[0] == 0.0:
-        return 0
-    tolerance = singular_values[0] * max(shape) * np.finfo(np.float64).eps
-    return int(np.count_nonzero(singular_values > tolerance))
-
-
 def resolve_rank(rank: int | None, supported: int) -> int:
     """The rank to keep, or a clear error when the data support none or fewer."""
     if supported == 0:
@@ -257,23 +210,3 @@ def fit_svd(replicas: Sequence[np.ndarray], *, delays: int, rank: int | None) ->
         operator, singular, exact_modes=lambda eigvecs: second @ (right_scaled @ eigvecs),
         first_snapshot=first[:, 0], residual=residual / np.linalg.norm(second),
         n_pairs=first.shape[1], solver="svd")
-
-
-def assemble_fit(operator, singular, *, exact_modes, first_snapshot, residual, n_pairs,
-                 solver) -> KoopmanFit:
-    """Eigen-decompose ``A_tilde`` and package modes, amplitudes and diagnostics."""
-    eigenvalues, eigenvectors = np.linalg.eig(operator)
-    order = sort_order(eigenvalues)
-    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
-    modes = exact_modes(eigenvectors.astype(np.complex128))
-    amplitudes = np.linalg.lstsq(modes, first_snapshot.astype(np.complex128), rcond=None)[0]
-    return KoopmanFit(
-        eigenvalues=eigenvalues.astype(np.complex128), modes=modes, amplitudes=amplitudes,
-        singular_values=np.asarray(singular, dtype=np.float64), residual=float(residual),
-        rank=int(operator.shape[0]), n_pairs=int(n_pairs), solver=solver)
-
-
-def sort_order(eigenvalues: np.ndarray) -> np.ndarray:
-    """Decreasing modulus; ties (conjugate pairs) by decreasing real, then imaginary part."""
-    rounded = np.round(np.abs(eigenvalues), 12)
-    return np.lexsort((-eigenvalues.imag, -np.round(eigenvalues.real, 12), -rounded))

@@ -1,14 +1,14 @@
 """In-run Koopman estimation: a training loop feeds one snapshot per step (``partial_fit``).
 
 :class:`StreamingKoopman` stores each step's snapshot of every replica — raw, or reduced by a
-seeded :class:`study.sketch.CountSketch` when ``sketch_dimension`` is set — in a growing
-float64 buffer ``(n_steps, n_replicas, n_dims)`` kept as a list of fixed-size blocks of
+seeded :class:`study.koopman.sketch.CountSketch` when ``sketch_dimension`` is set — in a
+growing float64 buffer ``(n_steps, n_replicas, n_dims)`` kept as a list of fixed-size blocks of
 ``BLOCK_STEPS`` steps. Blocks instead of capacity doubling: doubling copies the history at
 every growth and touches about three times the final memory, and first-touch page faults are
 the dominant per-step cost of feeding (about 1 us per 4 KiB page on the project's VMs);
 blocks touch each page once and never copy on the hot path. Memory is O(steps x replicas x n_dims): with a sketch it does not depend on the number
 of parameters P. Any window ``[start, stop)`` of the steps seen so far can be fitted with
-:func:`study.koopman.fit_koopman`; the window is the stacked array
+:func:`study.koopman.dmd.fit_koopman`; the window is the stacked array
 ``(n_replicas, stop - start, n_dims)`` so streaming equals batch exactly.
 
 Feeding is the hot path (once per optimizer step), so it copies the snapshot straight into
@@ -32,9 +32,10 @@ import math
 
 import numpy as np
 
-from study.koopman import (SOLVERS, KoopmanFit, KoopmanInputError, NonFiniteSnapshotError,
-                           fit_koopman)
-from study.sketch import CountSketch
+from study.koopman.dmd import SOLVERS, fit_koopman
+from study.koopman.errors import KoopmanInputError, NonFiniteSnapshotError
+from study.koopman.result import KoopmanFit
+from study.koopman.sketch import CountSketch
 
 STATE_FORMAT_VERSION = 1
 BLOCK_STEPS = 128  # steps per buffer block: growth allocates rarely, wastes < 128 steps
@@ -47,7 +48,7 @@ class StreamingKoopman:
     Parameters: ``n_replicas`` (rows per snapshot), ``delays`` (Hankel depth d), ``rank``
     (SVD triplets kept; None: numerical rank), ``sketch_dimension`` (None: record raw
     features; an int s: CountSketch to s dims), ``random_state`` (seeds the sketch),
-    ``solver`` ("auto" | "svd" | "gram", passed to :func:`study.koopman.fit_koopman`).
+    ``solver`` ("auto" | "svd" | "gram", passed to :func:`study.koopman.dmd.fit_koopman`).
     Fitted state: ``n_steps_seen_``, ``n_features_`` (P, known after the first snapshot).
     """
 
@@ -129,8 +130,8 @@ class StreamingKoopman:
         """Record one training step: ``snapshot`` is ``(n_replicas, n_features)`` (torch tensor
         on any device, or numpy); ``(n_features,)`` is accepted when ``n_replicas == 1``.
 
-        Raises :class:`study.koopman.NonFiniteSnapshotError` (with the step) on NaN/Inf; the
-        bad step is not recorded, so earlier windows stay usable.
+        Raises :class:`study.koopman.errors.NonFiniteSnapshotError` (with the step) on
+        NaN/Inf; the bad step is not recorded, so earlier windows stay usable.
         """
         shape = snapshot.shape
         if len(shape) == 1 and self.n_replicas == 1:

@@ -1,10 +1,11 @@
 """Fast projected DMD for a small rank on large data, without forming the Hankel matrix.
 
-Same estimator as :func:`study.koopman.fit_svd` (see :mod:`study.koopman` for the recipe and
-the orientation), computed so that the ``(D, N)`` Hankel matrix ``X`` (285 MB for the paper's
-h = 40 FCN: D = 3,600, N = 9,910) and the ``(D, D)`` Gram matrix ``X X^T`` (104 MB) are never
-formed. (The module keeps its "gram" name: it works with the operator ``X X^T`` of the
-smaller side, but only through products.)
+Same estimator as :func:`study.koopman.dmd.fit_svd` (see :mod:`study.koopman.dmd` for the
+recipe and the orientation), computed so that the ``(D, N)`` Hankel matrix ``X`` (285 MB for
+the paper's h = 40 FCN: D = 3,600, N = 9,910) and the ``(D, D)`` Gram matrix ``X X^T``
+(104 MB) are never formed. (The solver keeps its name ``"gram"``: it works with the operator
+``X X^T`` of the smaller side, but only through products; the module is named for its
+method.)
 
 Method, for all replicas concatenated into one ``(n_total, p)`` array:
 
@@ -35,7 +36,7 @@ Accuracy is *certified a posteriori* (sin-theta / Wedin): for the final Ritz tri
 ``||r_i|| / (sigma_i - sigma_{k+1})`` of the top-``k`` left singular subspace, and the
 certificate is the root sum of squares of these. The fit is returned only if this is below
 ``CERTIFY_TOLERANCE`` (1e-9) and the data support ``k`` directions; otherwise
-:func:`fit_gram` returns ``None`` and :func:`study.koopman.fit_koopman` runs the full SVD
+:func:`fit_gram` returns ``None`` and :func:`study.koopman.dmd.fit_koopman` runs the full SVD
 (which also raises the clear rank errors). The iteration itself stops on a cheaper bound
 formed through ``X X^T`` (so with ``eps sigma_1^2 / sigma_k`` rounding) once it is below
 1e-10 or stops improving. When is the route exact enough? Whenever the certificate passes;
@@ -54,7 +55,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from study.koopman import KoopmanFit, assemble_fit, numerical_rank
+from study.koopman.result import KoopmanFit, assemble_fit, numerical_rank
 
 logger = logging.getLogger(__name__)
 
