@@ -41,7 +41,8 @@ def local_ray():
 
 
 def spectrum_of(spectra: pd.DataFrame, condition: str, seed: int) -> np.ndarray:
-    rows = spectra[(spectra["condition"] == condition) & (spectra["seed"] == seed)]
+    rows = spectra[(spectra["condition"] == condition) & (spectra["seed"] == seed)
+                   & (spectra["estimate"] == "recorded")]  # not the resolution variants
     return rows["eig_real"].to_numpy() + 1j * rows["eig_imag"].to_numpy()
 
 

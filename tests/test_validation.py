@@ -117,14 +117,18 @@ def test_trajectory_shapes_starts_and_jitter():
         validation_trajectories("adam")
 
 
-def test_paper_distance_comes_back_when_rounding_level_triplets_are_kept():
-    # the literal recipe with all 10 SVD triplets (no tolerance) on the exact grid: 4 bisection
-    # eigenvalues then come from singular values ~1e-15, and the distance is the paper's ~0.75
-    def all_triplets_eigenvalues(method):
+def test_the_literal_recipe_keeps_rounding_level_triplets_on_the_exact_grid():
+    # The literal recipe with all 10 SVD triplets (no tolerance) on the exact grid: 4 of the
+    # bisection triplets have singular values at rounding level, so 4 of its eigenvalues are
+    # rounding noise. Their values differ from one CPU to the next (0.743 here, 0.765 on
+    # another), so only what does not depend on the rounding is asserted: the 4 rounding-level
+    # triplets, and a distance from OMD of the paper's order (about 0.75) whatever they are.
+    def all_triplets(method):
         first, second = snapshot_matrices(list(validation_trajectories(method)), 4)
         left, singular, right_t = np.linalg.svd(first, full_matrices=False)
-        return np.linalg.eigvals(left.T @ second @ right_t.T / singular)
+        return singular, np.linalg.eigvals(left.T @ second @ right_t.T / singular)
 
-    bisection = all_triplets_eigenvalues("bisection")
-    distance = mean_matched_distance(all_triplets_eigenvalues("omd"), bisection)
-    assert len(bisection) == 10 and distance == pytest.approx(0.765, abs=0.02)
+    singular, bisection = all_triplets("bisection")
+    _, omd = all_triplets("omd")
+    assert len(bisection) == 10 and np.sum(singular < 1e-12 * singular[0]) == 4
+    assert 0.5 < mean_matched_distance(omd, bisection) < 1.0
