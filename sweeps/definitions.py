@@ -30,6 +30,11 @@ FCN_BASE = {
     "replica_noise": 0.001,
     "observables": "output",
     "rank": 10,
+    # The authors' FCN script (results/FIDELITY.md): inputs normalised (MNIST mean 0.1307, std
+    # 0.3081), torch's default float32, the output layer recorded after each step (x_1 ..).
+    "normalize_inputs": True,
+    "dtype": "float32",
+    "record_initial": False,
 }
 PAPER_SEEDS = tuple(range(25))  # the paper's 25 seeds per setup
 # Six seeds per condition: the fewest with which the analysis's permutation test (Holm-corrected
@@ -162,6 +167,13 @@ def grokking(quick: bool) -> SweepSpec:
             "observables": "mlp_out",  # the paper records the MLP output matrix (128 x 512)
             "pca_components": 10,  # the paper reduces the MLP output matrix to 10 dimensions
             "rank": 10,
+            # The authors' grokking script (results/FIDELITY.md): weights randn / sqrt(d_model)
+            # (unembedding / sqrt(d_vocab)) with zero biases, float64, the MLP output matrix
+            # recorded before each step (x_0 .. x_99), PCA applied as X @ components.T.
+            "transformer_init": "scaled_normal",
+            "dtype": "float64",
+            "record_initial": True,
+            "pca_center": False,
         },
         points=(
             {"weight_decay": 1.0, "constant_weight_norm": False, "init_scale": 1.0},
