@@ -9,14 +9,14 @@ process (no Ray), once per row:
 * ``ours``: the four settings as this project had them before following the authors'
   scripts (``transformer_init`` torch_default, ``pca_center`` True, ``record_initial``
   False, ``dtype`` float32);
-* ``ours + <setting>``: one setting switched to the authors' value;
+* ``ours + <setting>=<value>``: one setting switched to the authors' value;
 * ``authors'``: all four the authors' (the preset as it is);
-* with ``--leave-one-out``, ``authors' - <setting>``: all but one the authors'.
+* with ``--leave-one-out``, ``authors' but <setting>=<value>``: all but one the authors'.
 
 Every row uses the same seeds. Columns: the mean distance between the two conditions (all
 seed pairs, as the analysis's ``mean_between``), the mean seed-to-seed distance within each
 condition, their ratio, the mean same-seed distance to the reference row (``ours`` for the
-``+`` rows, ``authors'`` for the ``-`` rows: how far the one switch moves a seed's spectrum,
+``+`` rows, ``authors'`` for the ``but`` rows: how far the one switch moves a seed's spectrum,
 to read against the seed-to-seed distance), and the mean wall time of a trial.
 """
 
@@ -41,10 +41,11 @@ CONDITIONS = ("grokking", "control")
 def rows(leave_one_out: bool) -> list[tuple[str, dict, str | None]]:
     """(label, the four settings, label of the reference row or None)."""
     table = [("ours", dict(OURS), None)]
-    table += [(f"ours + {key}", {**OURS, key: AUTHORS[key]}, "ours") for key in OURS]
+    table += [(f"ours + {key}={AUTHORS[key]}", {**OURS, key: AUTHORS[key]}, "ours") for key in OURS]
     table.append(("authors'", dict(AUTHORS), None))
     if leave_one_out:
-        table += [(f"authors' - {key}", {**AUTHORS, key: OURS[key]}, "authors'") for key in OURS]
+        table += [(f"authors' but {key}={OURS[key]}", {**AUTHORS, key: OURS[key]}, "authors'")
+                  for key in OURS]
     return table
 
 
