@@ -18,8 +18,8 @@ on all replicas' snapshots of that window together (the paper reduces the Transf
 output matrix to 10 dimensions; the authors' script fits one PCA per run on all its replicas'
 snapshots, as here), and runs the batch DMD on the projected trajectories. The components are
 those of the centred snapshots (scikit-learn's PCA); the projection is ``X @ components.T``
-of the raw snapshots unless ``pca_center`` (the authors' and the paper's "no centering"). Without PCA the streaming estimator never holds raw
-trajectories in memory.
+of the raw snapshots unless ``pca_center`` (the authors' and the paper's "no centering").
+Without PCA the streaming estimator never holds raw trajectories in memory.
 """
 
 from __future__ import annotations
