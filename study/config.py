@@ -23,6 +23,9 @@ synthetic_like           "digits"        shape imitated by "synthetic": "digits"
 modulus                  113             p of (a + b) mod p
 train_fraction           0.3             share of the p*p pairs used for training
 max_train_samples        None            keep only the first n (shuffled, seeded) training samples
+normalize_inputs         True            standardise image inputs: MNIST with mean 0.1307, std
+                                         0.3081 (the authors'); digits, synthetic and CIFAR-10
+                                         with their own statistics
 model                    "fcn"           "fcn" | "lenet5" | "transformer" | "resnet20"
 width                    40              hidden units per FCN layer
 depth                    1               number of FCN hidden layers
@@ -32,6 +35,11 @@ d_model                  128             Transformer residual width
 n_heads                  4               Transformer attention heads
 d_mlp                    512             Transformer MLP width
 init_scale               1.0             every initial weight multiplied by it (control: 0.8)
+transformer_init         "scaled_normal"
+                                         "scaled_normal": every Transformer weight N(0, 1/d_model),
+                                         the unembedding N(0, 1/vocabulary), biases zero (the
+                                         authors'); "torch_default": nn.Embedding N(0, 1) and
+                                         nn.Linear's Kaiming-uniform weights and biases
 optimizer                "sgd"           "sgd" | "adamw"
 learning_rate            0.1             step size
 batch_size               60              samples per step (ignored when full_batch)
@@ -43,23 +51,31 @@ constant_weight_norm     False           rescale each replica's global weight no
                                          initial value after every step (grokking control)
 n_steps                  1000            optimizer steps (validation: snapshots per trajectory)
 n_replicas               10              perturbed copies of the seed's initialisation
-replica_noise            0.001           epsilon of w * (1 + epsilon * U(-1, 1))
+replica_noise            0.001           epsilon of w * (1 + epsilon * U(-1, 1)); replica 0 is the
+                                         unperturbed base initialisation (the authors')
 replica_mode             "vectorized"    "vectorized" (one batched model) | "sequential" (one by
                                          one; the benchmark's and the tests' reference)
 observables              "output"        "output", "all", a parameter name, or a comma-separated
                                          list / list of names (see study.observables)
-record_every             1               record a snapshot after every k-th optimizer step
+record_every             1               record a snapshot every k-th optimizer step
+record_initial           False           False: snapshots are the weights after steps k, 2k, ...
+                                         True: the weights before them (the initial weights first)
 delays                   0               Hankel delays d of the DMD
 rank                     None            DMD rank truncation (None keeps all)
 window_size              None            None: one window over the run; n: consecutive windows of
                                          n training steps, each with its spectrum
 sketch_dimension         None            CountSketch size of the streaming estimator (None = raw)
 pca_components           None            batch-only PCA of each window's snapshots to n dimensions
+pca_center               False           subtract the snapshots' mean before projecting on the
+                                         components (False: X @ components.T, the authors')
 resolution_variants      True            also refit each window after changes that cannot change
                                          the dynamics (study.resolution): the estimator's
                                          resolution, which the verdicts' margin never goes below
 checkpoint_every         None            also hand a resumable state to `report` every n steps
 eval_max_samples         10000           cap on samples used to evaluate train / test metrics
+dtype                    "float32"       "float32" | "float64": parameters, optimizer state and
+                                         float inputs of a network trial (validation trials are
+                                         always float64)
 n_threads                None            torch and BLAS (numpy/scipy) threads during the trial,
                                          restored after; None leaves the process settings. 1 is
                                          much faster for the paper's small nets on a busy CPU
@@ -87,6 +103,8 @@ ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid", "linear")
 OPTIMIZERS = ("sgd", "adamw")
 REPLICA_MODES = ("vectorized", "sequential")
 VALIDATION_METHODS = ("omd", "ogd", "bisection")
+TRANSFORMER_INITS = ("scaled_normal", "torch_default")
+DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,7 @@ class DataConfig:
     modulus: int = 113  # the paper's p
     train_fraction: float = 0.3  # the paper's grokking split
     max_train_samples: int | None = None  # None: all of it; set for quick runs
+    normalize_inputs: bool = True  # the authors' MNIST script normalises its inputs
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,7 @@ class ModelConfig:
     n_heads: int = 4  # the paper's Transformer
     d_mlp: int = 512  # the paper's Transformer
     init_scale: float = 1.0  # unscaled init; the grokking control uses 0.8
+    transformer_init: str = "scaled_normal"  # the authors' grokking script's initialisation
 
 
 @dataclass(frozen=True)
@@ -135,17 +155,20 @@ class TrainingConfig:
     checkpoint_every: int | None = None  # window ends are checkpoints already
     eval_max_samples: int = 10000  # all of MNIST's test split, bounded cost elsewhere
     n_threads: int | None = None  # the caller decides (Ray sets OMP_NUM_THREADS per worker)
+    dtype: str = "float32"  # the authors' FCN script (torch's default); grokking sets float64
 
 
 @dataclass(frozen=True)
 class KoopmanConfig:
     observables: tuple[str, ...] = ("output",)  # the paper records the output layer
     record_every: int = 1  # the paper records every step
+    record_initial: bool = False  # the FCN script records after each step; grokking: True
     delays: int = 0  # plain DMD unless the experiment asks for a Hankel embedding
     rank: int | None = None  # keep all singular triplets unless asked (networks: 10)
     window_size: int | None = None  # one window over the whole run
     sketch_dimension: int | None = None  # raw features are small for the paper's observables
     pca_components: int | None = None  # only the Transformer run reduces by PCA (to 10)
+    pca_center: bool = False  # the authors project X @ components.T; the paper: "no centering"
     resolution_variants: bool = True  # verdicts need the resolution; ~5 extra fits per window
 
 
@@ -296,6 +319,7 @@ def validate(config: TrialConfig) -> None:
         _require(getattr(model, key) >= 1, key, getattr(model, key), "must be >= 1")
     _require(model.d_model % model.n_heads == 0, "n_heads", model.n_heads, "must divide d_model")
     _require(model.init_scale > 0, "init_scale", model.init_scale, "must be > 0")
+    _choice("transformer_init", model.transformer_init, TRANSFORMER_INITS)
     _choice("optimizer", optimizer.optimizer, OPTIMIZERS)
     _require(optimizer.learning_rate > 0, "learning_rate", optimizer.learning_rate, "must be > 0")
     _require(optimizer.batch_size >= 1, "batch_size", optimizer.batch_size, "must be >= 1")
@@ -310,6 +334,7 @@ def validate(config: TrialConfig) -> None:
     _positive_or_none("checkpoint_every", training.checkpoint_every)
     _require(training.eval_max_samples >= 1, "eval_max_samples", training.eval_max_samples, ">= 1")
     _positive_or_none("n_threads", training.n_threads)
+    _choice("dtype", training.dtype, DTYPES)
     _validate_koopman(config)
     _choice("validation_method", config.validation.validation_method, VALIDATION_METHODS)
     jitter = config.validation.grid_jitter

@@ -15,9 +15,11 @@ model's parameter order: ``(n_replicas, n_features)``.
 PCA (``pca_components``) is a batch-only step: it needs every snapshot of a window before it
 can project any of them, so a trial with PCA buffers the window's raw snapshots, fits one PCA
 on all replicas' snapshots of that window together (the paper reduces the Transformer's MLP
-output matrix to 10 dimensions; the paper does not say how, this is our choice), and runs the
-batch DMD on the projected trajectories. Without PCA the streaming estimator never holds raw
-trajectories in memory.
+output matrix to 10 dimensions; the authors' script fits one PCA per run on all its replicas'
+snapshots, as here), and runs the batch DMD on the projected trajectories. The components are
+those of the centred snapshots (scikit-learn's PCA); the projection is ``X @ components.T``
+of the raw snapshots unless ``pca_center`` (the authors' and the paper's "no centering").
+Without PCA the streaming estimator never holds raw trajectories in memory.
 """
 
 from __future__ import annotations
@@ -55,20 +57,28 @@ def snapshot(stacks: dict[str, torch.Tensor], names: tuple[str, ...]) -> torch.T
     return torch.cat([stacks[name].reshape(n_replicas, -1) for name in names], dim=1)
 
 
-def pca_project(trajectories: np.ndarray, n_components: int) -> np.ndarray:
+def pca_project(trajectories: np.ndarray, n_components: int, *, center: bool = False) -> np.ndarray:
     """Project replica trajectories on their top principal components.
 
     ``trajectories``: ``(n_replicas, n_steps, n_features)``; one PCA is fitted on all
-    ``n_replicas * n_steps`` snapshots together (centered on their mean, as scikit-learn's
-    PCA does), and the scores are returned as ``(n_replicas, n_steps, n_components)``.
-    Computed through the Gram matrix, since the snapshots are far fewer than the features.
-    Component signs are arbitrary; DMD eigenvalues do not depend on them.
+    ``N = n_replicas * n_steps`` snapshots together (its components ``V`` ``(k, F)`` are those
+    of the snapshots centred on their mean, as scikit-learn's PCA), and the projections are
+    returned as ``(n_replicas, n_steps, n_components)``: ``X @ V.T`` of the raw snapshots
+    (``center=False``, the authors' script), or the usual scores ``(X - mean) @ V.T``
+    (``center=True``). The two differ by the constant ``mean @ V.T``, which DMD without
+    centering sees as a fixed point. Computed through the ``(N, N)`` Gram matrix, since the
+    snapshots are far fewer than the features. Component signs are arbitrary; DMD eigenvalues
+    do not depend on them.
     """
     n_replicas, n_steps, n_features = trajectories.shape
     data = trajectories.reshape(-1, n_features).astype(np.float64)
-    data = data - data.mean(axis=0)
-    gram = data @ data.T  # (N, N) with N = n_replicas * n_steps
+    mean = data.mean(axis=0)
+    centred = data - mean
+    gram = centred @ centred.T  # (N, N)
     values, vectors = np.linalg.eigh(gram)
     order = np.argsort(values)[::-1][:n_components]
-    scores = vectors[:, order] * np.sqrt(np.clip(values[order], 0.0, None))  # (N, k)
+    singular = np.sqrt(np.clip(values[order], 0.0, None))  # (k,)
+    scores = vectors[:, order] * singular  # (N, k) = centred @ V.T, V = U.T centred / s
+    if not center:
+        scores = scores + (mean @ centred.T) @ vectors[:, order] / np.where(singular > 0, singular, 1.0)
     return scores.reshape(n_replicas, n_steps, len(order))

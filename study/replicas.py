@@ -1,7 +1,8 @@
 """M perturbed copies of one initialisation, trained on the same batches (the paper's replicas).
 
-Every parameter of replica r is ``base * (1 + epsilon * U(-1, 1))`` with its own uniform draw
-(Redman et al. 2024, section 4). Two interchangeable implementations:
+Replica 0 is the seed's base initialisation itself; every parameter of replica r >= 1 is
+``base * (1 + epsilon * U(-1, 1))`` with its own uniform draw (Redman et al. 2024, section 4;
+replica 0 unperturbed as in the authors' scripts). Two interchangeable implementations:
 
 * :class:`VectorizedReplicas` (the default): one set of stacked parameters ``(M, ...)`` and
   one optimizer. Fully connected nets run as batched matrix products
@@ -30,15 +31,19 @@ from study.models import FullyConnected, build_model, fully_connected_logits
 
 def initial_parameters(model: nn.Module, n_replicas: int, replica_noise: float,
                        generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Stacks ``(n_replicas, *shape)`` of the model's parameters, each weight perturbed.
+    """Stacks ``(n_replicas, *shape)``: replica 0 the model's parameters exactly, replicas
+    1 .. M-1 each weight times ``1 + replica_noise * U(-1, 1)``, in the model's dtype.
 
-    ``generator`` is a CPU generator, so the draws are the same with or without a GPU.
+    ``generator`` is a CPU generator, so the draws are the same with or without a GPU. The
+    uniforms are drawn in float32 whatever the dtype, so that a seed's replicas start from the
+    same weights (up to float32 rounding) in float32 and float64 trials.
     """
     stacks = {}
     for name, parameter in model.named_parameters():
         base = parameter.detach().cpu()
-        uniform = torch.rand((n_replicas,) + tuple(base.shape), generator=generator) * 2 - 1
-        stacks[name] = base.unsqueeze(0) * (1 + replica_noise * uniform)
+        uniform = torch.rand((n_replicas - 1,) + tuple(base.shape), generator=generator) * 2 - 1
+        perturbed = base.unsqueeze(0) * (1 + replica_noise * uniform.to(base.dtype))
+        stacks[name] = torch.cat([base.unsqueeze(0).clone(), perturbed])
     return stacks
 
 

@@ -2,8 +2,10 @@
 
 :func:`run_trial` is the only entry point the sweeps layer needs. Windows of training steps
 ``[window_start, window_end)`` (0-based optimizer steps) each get a spectrum; snapshot ``j``
-holds the recorded weights after optimizer step ``(j + 1) * record_every``, so window
-``[a, b)`` uses snapshots ``a / record_every .. b / record_every - 1``. Snapshots are
+holds the recorded weights after optimizer step ``(j + 1) * record_every`` (the authors' FCN
+script), or with ``record_initial`` the weights before step ``j * record_every + 1``, the
+initial weights first (their grokking script's x_0 .. x_99); either way window ``[a, b)``
+uses snapshots ``a / record_every .. b / record_every - 1``. Snapshots are
 ``(n_replicas, n_features)``; the estimator sees each replica as its own trajectory
 ``(n_steps, n_features)`` and never pairs snapshots across replicas.
 
@@ -11,6 +13,10 @@ Determinism: the seed is split (``numpy.random.SeedSequence``) into independent 
 the data split, the initialisation, the replica noise, the batch order and the sketch; batch
 permutations are drawn on the CPU with their own ``torch.Generator``, so the batch order is
 the same with or without a GPU (the published scripts' bug).
+
+Precision: ``dtype`` (float32 or float64) holds the parameters, the optimizer state and the
+float inputs; the initialisation is drawn in float32 and cast, so a seed starts from the same
+weights in both.
 """
 
 from __future__ import annotations
@@ -207,8 +213,9 @@ class _NetworkTrial:
         seeds = derived_seeds(config.seed)
         self.data = load_dataset(config.data, np.random.default_rng(seeds["data"]))
         vocabulary = config.data.modulus + 1 if config.data.dataset == "modular_addition" else None
+        self.dtype = getattr(torch, config.training.dtype)
         model = make_model(config.model, self.data.input_shape, self.data.n_classes, vocabulary,
-                           seeds["init"])
+                           seeds["init"]).to(self.dtype)
         stacks = initial_parameters(model, config.training.n_replicas, config.training.replica_noise,
                                     torch.Generator().manual_seed(seeds["replica_noise"]))
         self.target_norms = replica_norms(list(stacks.values())).to(self.device)
@@ -216,7 +223,7 @@ class _NetworkTrial:
                                        self.device)
         self.observables = resolve_observables(config.koopman.observables, list(stacks),
                                                getattr(model, "observable_aliases", {}))
-        self.train_inputs = self.data.train_inputs.to(self.device)
+        self.train_inputs = self._on_device(self.data.train_inputs)
         self.train_labels = self.data.train_labels.to(self.device)
         batch_size = len(self.train_labels) if config.optimizer.full_batch else config.optimizer.batch_size
         self.sampler = BatchSampler(len(self.train_labels), batch_size, seeds["batches"])
@@ -230,8 +237,10 @@ class _NetworkTrial:
         window_span = koopman.window_size or n_steps
         try:
             while self.step < n_steps:
+                if koopman.record_initial and self.step % koopman.record_every == 0:
+                    self._record()  # the weights before this step
                 self._train_one_step()
-                if self.step % koopman.record_every == 0:
+                if not koopman.record_initial and self.step % koopman.record_every == 0:
                     self._record()
                 if self.step % window_span == 0:
                     self._close_window(window_span)
@@ -259,7 +268,7 @@ class _NetworkTrial:
     def _record(self) -> None:
         values = snapshot(self.replicas.stacked_parameters(), self.observables)  # (M, F)
         if not bool(torch.isfinite(values).all()):
-            raise _Diverged(self.step - 1, "recorded weights")
+            raise _Diverged(max(self.step - 1, 0), "recorded weights")
         self.recorder.add(values)
 
     def _close_window(self, window_span: int) -> None:
@@ -279,10 +288,15 @@ class _NetworkTrial:
         """Replica-mean loss and accuracy on the (capped) train split and the test split."""
         cap = self.config.training.eval_max_samples
         train = evaluate(self.replicas, self.train_inputs[:cap], self.train_labels[:cap])
-        test = evaluate(self.replicas, self.data.test_inputs[:cap].to(self.device),
+        test = evaluate(self.replicas, self._on_device(self.data.test_inputs[:cap]),
                         self.data.test_labels[:cap].to(self.device))
         return {"train_loss": float(train[0].mean()), "train_accuracy": float(train[1].mean()),
                 "test_loss": float(test[0].mean()), "test_accuracy": float(test[1].mean())}
+
+    def _on_device(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Inputs on the trial's device; float inputs in its dtype (tokens stay int64)."""
+        dtype = self.dtype if inputs.is_floating_point() else inputs.dtype
+        return inputs.to(self.device, dtype)
 
     def _report(self, metrics: dict) -> None:
         if self.report is not None:

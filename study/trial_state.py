@@ -118,7 +118,7 @@ class PcaRecorder:
         it was fitted on."""
         offset = start - self.buffer_start
         window = np.stack(self.buffer[offset : stop - self.buffer_start], axis=1)  # (M, T, F)
-        projected = pca_project(window, self.config.pca_components)  # (M, T, k)
+        projected = pca_project(window, self.config.pca_components, center=self.config.pca_center)
         self.buffer, self.buffer_start = self.buffer[stop - self.buffer_start :], stop
         return fit_koopman(projected, delays=self.config.delays, rank=self.config.rank), projected
 

@@ -23,6 +23,11 @@ def test_defaults_are_the_papers_fcn_trial():
     assert (config.model.width, config.optimizer.learning_rate, config.optimizer.batch_size) == (40, 0.1, 60)
     assert (config.training.n_steps, config.training.n_replicas, config.training.replica_noise) == (1000, 10, 0.001)
     assert config.model.bias is False and config.koopman.observables == ("output",)
+    # The authors' FCN script: normalised MNIST, float32, weights recorded after each step.
+    assert config.data.normalize_inputs is True and config.training.dtype == "float32"
+    assert config.koopman.record_initial is False
+    # Their Transformer script: scaled-normal initialisation, uncentred PCA projection.
+    assert config.model.transformer_init == "scaled_normal" and config.koopman.pca_center is False
 
 
 def test_every_flat_key_is_documented_in_the_module_docstring():
@@ -55,6 +60,10 @@ def test_integral_floats_and_numpy_scalars_are_accepted():
         ({"dataset": "mnist"}, r"'data_dir' has impossible value None"),
         ({"learning_rate": None}, r"'learning_rate' may not be None"),
         ({"observables": []}, r"'observables' needs at least one name"),
+        ({"dtype": "float16"}, r"'dtype' has impossible value 'float16'"),
+        ({"transformer_init": "xavier"}, r"'transformer_init' has impossible value 'xavier'"),
+        ({"pca_center": "yes"}, r"'pca_center' expects bool, got 'yes'"),
+        ({"record_initial": 1}, r"'record_initial' expects bool, got 1"),
     ],
 )
 def test_bad_values_raise_naming_the_key(flat, pattern):

@@ -70,6 +70,34 @@ def test_idx_reader_rejects_truncated_files(tmp_path):
         read_idx(path)
 
 
+@needs_mnist
+def test_mnist_inputs_are_normalised_with_the_authors_constants():
+    raw = load_dataset(DataConfig(dataset="mnist", data_dir=str(MNIST_FOLDER), normalize_inputs=False), rng(1))
+    normalised = load_dataset(DataConfig(dataset="mnist", data_dir=str(MNIST_FOLDER)), rng(1))
+    assert float(raw.train_inputs.min()) == 0.0 and float(raw.train_inputs.max()) == 1.0
+    # transforms.Normalize((0.1307,), (0.3081,)): MNIST's training-set mean and std.
+    torch.testing.assert_close(normalised.train_inputs, (raw.train_inputs - 0.1307) / 0.3081)
+    torch.testing.assert_close(normalised.test_inputs, (raw.test_inputs - 0.1307) / 0.3081)
+    # The t10k images are close to, not exactly at, the training set's statistics.
+    assert abs(float(normalised.train_inputs.mean())) < 0.02
+    assert abs(float(normalised.train_inputs.std()) - 1) < 0.02
+
+
+@pytest.mark.parametrize("dataset", ["digits", "synthetic"])
+def test_other_image_sets_are_standardised_with_their_training_statistics(dataset):
+    raw = load_dataset(DataConfig(dataset=dataset, normalize_inputs=False), rng(2))
+    data = load_dataset(DataConfig(dataset=dataset), rng(2))
+    assert abs(float(data.train_inputs.mean())) < 1e-5 and abs(float(data.train_inputs.std()) - 1) < 1e-4
+    mean, std = raw.train_inputs.mean(), raw.train_inputs.std()
+    torch.testing.assert_close(data.test_inputs, (raw.test_inputs - mean) / std)  # train statistics
+    assert torch.equal(data.train_labels, raw.train_labels)
+
+
+def test_modular_addition_tokens_are_not_normalised():
+    data = load_dataset(DataConfig(dataset="modular_addition", modulus=7), rng(0))
+    assert data.train_inputs.dtype == torch.int64 and int(data.train_inputs.max()) == 7
+
+
 def test_digits_is_the_default_and_split_depends_on_the_seed():
     first = load_dataset(DataConfig(), rng(0))
     assert first.input_shape == (1, 8, 8) and len(first.train_labels) + len(first.test_labels) == 1797
@@ -92,7 +120,7 @@ def test_modular_addition_holds_every_pair_once_with_correct_labels():
     data = modular_addition(7, 0.3, rng(0))
     tokens = torch.cat([data.train_inputs, data.test_inputs])
     labels = torch.cat([data.train_labels, data.test_labels])
-    assert len(data.train_labels) == round(0.3 * 49) and len({tuple(row[:2].tolist()) for row in tokens}) == 49
+    assert len(data.train_labels) == int(0.3 * 49) and len({tuple(row[:2].tolist()) for row in tokens}) == 49
     assert torch.equal(labels, (tokens[:, 0] + tokens[:, 1]) % 7)
     assert torch.all(tokens[:, 2] == 7)  # the "=" token
 

@@ -64,6 +64,27 @@ def test_transformer_matches_the_papers_description():
     assert model(tokens).shape == (2, 113)
 
 
+def test_transformer_default_init_is_the_authors_scaled_normal():
+    # The authors' grokking script: weights randn / sqrt(d_model), the unembedding
+    # randn / sqrt(d_vocab) (d_vocab = p + 1 = 114), biases zero. Expected squared global norm
+    # = sum of numel * variance: embedding 114 + positions 3 + q, k, v, o 4 * 128 + MLP in and
+    # out 2 * 512 + unembedding 113 * 128 / 114 = 1779.9, a norm of 42.19.
+    model = seeded(ModelConfig(model="transformer"), (3,), n_classes=113, vocabulary=114)
+    parameters = dict(model.named_parameters())
+    norm = torch.sqrt(sum(parameter.pow(2).sum() for parameter in parameters.values())).item()
+    assert abs(norm - 42.19) < 0.5
+    assert not parameters["mlp_input.bias"].any() and not parameters["mlp_output.bias"].any()
+    for name, parameter in parameters.items():
+        if not name.endswith(".bias"):
+            expected = 1 / math.sqrt(114 if name == "unembed.weight" else 128)
+            assert abs(parameter.std().item() / expected - 1) < 0.1, name
+    torch_default = seeded(ModelConfig(model="transformer", transformer_init="torch_default"), (3,),
+                           n_classes=113, vocabulary=114)
+    embedding_share = torch_default.embed.weight.norm() / torch.sqrt(
+        sum(parameter.pow(2).sum() for parameter in torch_default.parameters()))
+    assert embedding_share > 0.95 and torch_default.mlp_output.bias.abs().max() > 0  # N(0, 1) table
+
+
 def full_causal_transformer(model, tokens):
     """The textbook computation over every position with a causal mask (the reference)."""
     batch, length = tokens.shape

@@ -96,14 +96,17 @@ def test_transformer_with_constant_norm_equals_one_by_one_and_keeps_each_norm():
     torch.testing.assert_close(norms, targets, atol=FLOAT64_TOLERANCE, rtol=0)
 
 
-def test_replica_noise_is_a_relative_uniform_perturbation():
+def test_replica_zero_is_the_base_and_the_others_a_relative_uniform_perturbation():
     model = make_model(ModelConfig(width=40), (1, 8, 8), 10, None, seed=0)
     stacks = initial_parameters(model, 10, 0.001, torch.Generator().manual_seed(5))
     base = model.output.weight.detach()
-    ratio = (stacks["output.weight"] / base).numpy()  # (10, 10, 40): 1 + 0.001 U(-1, 1)
+    for name, parameter in model.named_parameters():  # the authors' replica 0: unperturbed
+        assert torch.equal(stacks[name][0], parameter.detach()), name
+    ratio = (stacks["output.weight"][1:] / base).numpy()  # (9, 10, 40): 1 + 0.001 U(-1, 1)
     assert np.all(np.abs(ratio - 1) <= 0.001 + 1e-6)
     assert np.abs(ratio - 1).max() > 0.00099  # fills the interval
-    assert abs((ratio - 1).mean()) < 5e-5  # centred (sd of the mean of 4,000 draws ~ 9e-6)
+    assert abs((ratio - 1).mean()) < 5e-5  # centred (sd of the mean of 3,600 draws ~ 1e-5)
+    assert (ratio != 1).all()  # every other replica is perturbed
     again = initial_parameters(model, 10, 0.001, torch.Generator().manual_seed(5))
     assert torch.equal(again["output.weight"], stacks["output.weight"])
 

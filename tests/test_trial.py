@@ -9,9 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from study import records
-from study.data import MissingDataError
-from study.trial import run_trial
+import torch
+
+from study import records, trial
+from study.config import TrialConfig
+from study.data import MissingDataError, load_dataset
+from study.observables import snapshot
+from study.replicas import initial_parameters, make_model
+from study.trial import derived_seeds, run_trial
 
 from helpers import mean_matched_distance, write_cifar10_folder
 
@@ -55,6 +60,57 @@ def test_vectorized_trial_equals_the_one_by_one_trial():
     np.testing.assert_allclose(vectorized.windows[0].eigenvalues, sequential.windows[0].eigenvalues,
                                atol=1e-4)
     assert abs(vectorized.final_train_loss - sequential.final_train_loss) < 1e-5
+
+
+def recorded_snapshots(monkeypatch, config):
+    """Run ``config``, returning the result and every snapshot fed to the estimator (M, F)."""
+    recorded = []
+
+    def recording_snapshot(stacks, names):
+        values = snapshot(stacks, names)
+        recorded.append(values.clone())
+        return values
+
+    monkeypatch.setattr(trial, "snapshot", recording_snapshot)
+    return run_trial(config), recorded
+
+
+def initial_output_weights(config):
+    """The seed's replica stacks of ``output.weight`` before training, built independently."""
+    config = TrialConfig.from_flat_dict(config)
+    seeds = derived_seeds(config.seed)
+    data = load_dataset(config.data, np.random.default_rng(seeds["data"]))
+    model = make_model(config.model, data.input_shape, data.n_classes, None, seeds["init"])
+    stacks = initial_parameters(model, config.training.n_replicas, config.training.replica_noise,
+                                torch.Generator().manual_seed(seeds["replica_noise"]))
+    return stacks["output.weight"].flatten(1)  # (M, F)
+
+
+def test_record_initial_records_the_initial_weights_first(monkeypatch):
+    config = {**TINY_FCN, "n_steps": 20, "rank": 4}
+    initial = initial_output_weights(config)
+    before, before_snapshots = recorded_snapshots(monkeypatch, {**config, "record_initial": True})
+    after, after_snapshots = recorded_snapshots(monkeypatch, config)
+    assert len(before_snapshots) == len(after_snapshots) == 20  # one per step either way
+    assert torch.equal(before_snapshots[0], initial)  # x_0: the authors' grokking recording
+    assert not torch.allclose(after_snapshots[0], initial)  # x_1: their FCN script's
+    # The same run, shifted by one step: x_0 .. x_19 against x_1 .. x_20.
+    for shifted, unshifted in zip(before_snapshots[1:], after_snapshots[:-1]):
+        torch.testing.assert_close(shifted, unshifted, rtol=0, atol=0)
+    assert not np.allclose(before.windows[0].eigenvalues, after.windows[0].eigenvalues)
+    assert torch.equal(initial_output_weights(config)[0], initial[0])  # replica 0 = the base
+
+
+def test_float64_trial_trains_and_records_in_float64_from_the_same_start(monkeypatch):
+    config = {**TINY_FCN, "n_steps": 20, "rank": 4, "record_initial": True}
+    double, double_snapshots = recorded_snapshots(monkeypatch, {**config, "dtype": "float64"})
+    single, single_snapshots = recorded_snapshots(monkeypatch, config)
+    assert double_snapshots[0].dtype == torch.float64 and single_snapshots[0].dtype == torch.float32
+    assert double.status == "ok" and np.isfinite(double.windows[0].eigenvalues).all()
+    # Replica 0 is the same float32 draw; the perturbed ones differ by float32 rounding only.
+    torch.testing.assert_close(double_snapshots[0][0], single_snapshots[0][0].double(), rtol=0, atol=0)
+    torch.testing.assert_close(double_snapshots[0], single_snapshots[0].double(), rtol=2e-7, atol=0)
+    assert (double_snapshots[-1] - single_snapshots[-1].double()).abs().max() < 1e-4
 
 
 def test_diverging_learning_rate_stops_with_its_step_and_keeps_finished_windows():
