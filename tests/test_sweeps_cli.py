@@ -74,8 +74,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     finally:
         _kill_group(driver)  # and the local Ray it started goes with it
     assert 2 <= len(finished_before) < 6, "the driver must die between the first and the last trial"
-    before = {trial_id: pd.read_parquet(out / "records" / f"{trial_id}.trial.parquet")["finished_at"][0]
-              for trial_id in finished_before}
+    parts = pd.concat([pd.read_parquet(path) for path in (out / "records").glob("*.trial.parquet")])
+    before = dict(zip(parts["trial_id"], parts["finished_at"]))
 
     # Resume with the default analysis stage: the conjugacy table is printed at the end.
     resumed = subprocess.run([PYTHON, "-m", "sweeps", "resume", str(out)], cwd=ROOT,
@@ -147,7 +147,7 @@ def test_job_submission_to_a_local_head_with_a_token(tmp_path):
         out = tmp_path / "out"
         # The job is the CLI's smoke mode: omd_ogd's quick preset, first two seeds (6 trials).
         command = [RAY, "job", "submit", "--address", url, "--working-dir", str(working_dir), "--",
-                   "python", "-m", "sweeps", "run", "omd_ogd", "--smoke", "--out", str(out), "--no-analysis"]
+                   "python", "-m", "sweeps", "run", "omd_ogd", "--smoke-test", "--out", str(out), "--no-analysis"]
         # The job server answers `job list` before the head's job agent has registered; until
         # it has, a submission is refused with "try again later" (seen on a loaded machine).
         for _attempt in range(12):

@@ -18,7 +18,7 @@ from sweeps.cli import main as cli_main
 from sweeps.definitions import SWEEPS, get_sweep
 from sweeps.records import consolidate, finished_trial_ids, write_trial_records
 from sweeps.spec import SweepSpec, SweepSpecError, expand, load_spec_file, validate, with_overrides
-from sweeps.trainable import EVENT_TRIAL_DONE, run_bundle
+from sweeps.bundle import EVENT_TRIALS_DONE, run_bundle
 
 # A trial that trains in about a second: 2 replicas of a 64 -> 5 -> 10 net on 300 digits.
 TINY = {"trial_type": "network", "dataset": "digits", "model": "fcn", "width": 5, "n_steps": 100,
@@ -176,17 +176,21 @@ def _setups(configs: list[dict]) -> list[dict]:
             for index, config in enumerate(configs)]
 
 
+def _finished(events: list[dict]) -> list[dict]:
+    return [payload for metrics in events if metrics["event"] == EVENT_TRIALS_DONE for payload in metrics["trials"]]
+
+
 def test_bundle_resumed_mid_trial_matches_an_uninterrupted_run():
     setups = _setups([dict(TINY, seed=1)])
     events: list[tuple[dict, dict | None]] = []
     run_bundle(setups, lambda metrics, state: events.append((metrics, copy.deepcopy(state))))
-    uninterrupted = [m for m, _ in events if m["event"] == EVENT_TRIAL_DONE][0]
+    uninterrupted = _finished([m for m, _ in events])[0]
     # The state handed over at the first window's end, as a retried Tune trial would load it.
     first_checkpoint = next(state for metrics, state in events if state is not None and state["current"] == "t0")
     assert first_checkpoint["resume_state"] is not None
     resumed_events: list[dict] = []
     run_bundle(setups, lambda metrics, state: resumed_events.append(metrics), resume=first_checkpoint)
-    resumed = [m for m in resumed_events if m["event"] == EVENT_TRIAL_DONE][0]
+    resumed = _finished(resumed_events)[0]
     assert resumed["trial_row"]["resume_count"] == 1 and uninterrupted["trial_row"]["resume_count"] == 0
     windows = [m for m in resumed_events if m["event"] == "window"]
     assert [m["window_index"] for m in windows] == [1]  # only the second window was recomputed
@@ -201,13 +205,13 @@ def test_bundle_records_failures_and_divergence_and_skips_finished_setups():
         dict(TINY, activation="linear", learning_rate=1e3, window_size=None),  # overflows in a few steps
         dict(TINY, seed=2),
     ]
-    done: list[dict] = []
-    state = run_bundle(_setups(configs), lambda m, s: done.append(m) if m["event"] == EVENT_TRIAL_DONE else None,
-                       skip_trial_ids=["t2"])
-    statuses = {m["trial_id"]: m["trial_row"]["status"] for m in done}
+    events: list[dict] = []
+    state = run_bundle(_setups(configs), lambda m, s: events.append(m), skip_trial_ids=["t2"])
+    done = _finished(events)
+    statuses = {m["trial_row"]["trial_id"]: m["trial_row"]["status"] for m in done}
     assert statuses == {"t0": "failed", "t1": "diverged"}
     assert "MNIST" in done[0]["trial_row"]["message"] and done[0]["spectrum_rows"] == []
-    assert set(state["completed"]) == {"t0", "t1"}
+    assert state["position"] == 2 and state["current"] is None
 
 
 @pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
@@ -225,7 +229,7 @@ def test_cluster_configs_pass_rays_own_schema_with_token_and_shared_storage(name
 
 
 def test_bundles_deal_every_setup_once_mixing_conditions():
-    from sweeps.launcher import SETUPS_PER_TASK_WHEN_SCALING, plan_bundles
+    from sweeps.bundle import SETUPS_PER_TASK_WHEN_SCALING, plan_bundles
 
     spec = SweepSpec(name="w", grid={"width": [5, 10, 40]}, seeds=(0, 1, 2, 3))
     setups = expand(spec)  # 3 widths x 4 seeds, grid-major order
