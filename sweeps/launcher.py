@@ -239,13 +239,13 @@ def _trainable(bundles: list[list[dict]], skip: Sequence[str], options: LaunchOp
     return tune.with_resources(trainable, resources)
 
 
-def _run_config(out_dir: Path, options: LaunchOptions, n_total: int):
+def _run_config(out_dir: Path, options: LaunchOptions, n_total: int, callbacks: Sequence = ()):
     return tune.RunConfig(
         name=EXPERIMENT_NAME,
         storage_path=options.storage_path or str(out_dir),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
-        callbacks=[RecordsCallback(out_dir, n_total)],
+        callbacks=[RecordsCallback(out_dir, n_total), *callbacks],
         verbose=0,
     )
 
@@ -295,7 +295,7 @@ def _sweep_file_payload(spec: SweepSpec, options: LaunchOptions, bundles: list[l
 
 
 def _fit(out_dir: Path, setups: list[TrialSetup], bundles: list[list[str]], options: LaunchOptions,
-         *, n_total: int, restore: bool):
+         *, n_total: int, restore: bool, callbacks: Sequence = ()):
     quiet_tune()
     by_id = {setup.trial_id: _setup_payload(setup) for setup in setups}
     setups_by_bundle = [[by_id[trial_id] for trial_id in bundle] for bundle in bundles]
@@ -310,7 +310,7 @@ def _fit(out_dir: Path, setups: list[TrialSetup], bundles: list[list[str]], opti
             trainable,
             param_space={"bundle_index": tune.grid_search(list(range(len(bundles))))},
             tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=_run_config(out_dir, options, n_total),
+            run_config=_run_config(out_dir, options, n_total, callbacks),
         )
     try:
         results = tuner.fit()
@@ -323,11 +323,13 @@ def _fit(out_dir: Path, setups: list[TrialSetup], bundles: list[list[str]], opti
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, options: LaunchOptions = LaunchOptions(),
-              *, command: Sequence[str] | None = None, progress: ProgressSettings = ProgressSettings()):
+              *, command: Sequence[str] | None = None, progress: ProgressSettings = ProgressSettings(),
+              callbacks: Sequence = ()):
     """Validate ``spec``, run it on Ray and write DIR's records; returns (trials, spectra).
 
     Every setup is validated before Ray starts: a wrong key or value raises SweepSpecError.
-    ``progress`` says where the progress line goes (default: plain lines through logging).
+    ``progress`` says where the progress line goes (default: plain lines through logging);
+    ``callbacks`` are more ``tune.Callback`` objects (a benchmark's probes).
     """
     setups = validate(spec)
     out_dir = Path(out_dir).resolve()
@@ -336,7 +338,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, options: LaunchOptions = Lau
     bundles = plan_bundles(setups, count_slots(options), options.setups_per_task)
     logger.info("sweep %s: %d trials in %d Tune trials -> %s", spec.name, len(setups), len(bundles), out_dir)
     _write_sweep_file(out_dir, _sweep_file_payload(spec, options, bundles, command, progress))
-    return _fit(out_dir, setups, bundles, options, n_total=len(setups), restore=False)
+    return _fit(out_dir, setups, bundles, options, n_total=len(setups), restore=False, callbacks=callbacks)
 
 
 def read_sweep_file(out_dir: str | Path) -> dict:
