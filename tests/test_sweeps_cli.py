@@ -93,6 +93,29 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     assert set(spectra["trial_id"]) == set(trials["trial_id"])
 
 
+def test_a_sweep_whose_every_trial_fails_exits_non_zero_naming_the_failures(tmp_path):
+    # The files are there (so the check before Ray lets the sweep start) but empty: every
+    # trial fails inside its worker, as a corrupt data folder on a cluster would.
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (folder / name).write_bytes(b"")
+    sweep = tmp_path / "broken.yaml"
+    sweep.write_text(textwrap.dedent(f"""
+        name: broken
+        base: {{trial_type: network, dataset: mnist, data_dir: {folder}, model: fcn, width: 5,
+               n_steps: 20, n_replicas: 2, delays: 2}}
+        seeds: [0, 1]
+    """))
+    completed = subprocess.run([PYTHON, "-m", "sweeps", "run", str(sweep), "--out", str(tmp_path / "out"),
+                                "--num-cpus", "1"], cwd=ROOT, env=_environment(), capture_output=True,
+                               text=True, timeout=300, start_new_session=True)
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    assert completed.stdout.strip().splitlines()[-1] == "2 trials: 2 failed (every trial failed: exit status 1)"
+    assert "trial base-seed0 failed:" in completed.stderr and "trial base-seed1 failed:" in completed.stderr
+    assert "2/2 trials (2 failed)" in completed.stderr  # the progress line's last state
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

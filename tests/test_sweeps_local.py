@@ -77,3 +77,20 @@ def test_resume_of_a_finished_sweep_reruns_nothing(local_ray, tmp_path):
     merged = first.merge(second, on="trial_id", suffixes=("_first", "_second"))
     assert (merged["finished_at_first"] == merged["finished_at_second"]).all()
     assert not spectra.duplicated(["trial_id", "window_index", "eig_index"]).any()
+
+
+def test_a_checkpoint_pruned_before_the_driver_restored_it_starts_the_bundle_over(tmp_path):
+    import pickle
+
+    from ray import tune
+
+    from sweeps.launcher import STATE_FILE, _load_state
+
+    folder = tmp_path / "checkpoint_000003"
+    folder.mkdir()
+    (folder / STATE_FILE).write_bytes(pickle.dumps({"format": 2, "position": 3}))
+    checkpoint = tune.Checkpoint.from_directory(str(folder))
+    assert _load_state(checkpoint)["position"] == 3
+    (folder / STATE_FILE).unlink()
+    folder.rmdir()  # Tune deleted it between its last snapshot and the driver's death
+    assert _load_state(checkpoint) is None  # the bundle starts over, skipping trials with records
