@@ -94,3 +94,19 @@ def test_a_checkpoint_pruned_before_the_driver_restored_it_starts_the_bundle_ove
     (folder / STATE_FILE).unlink()
     folder.rmdir()  # Tune deleted it between its last snapshot and the driver's death
     assert _load_state(checkpoint) is None  # the bundle starts over, skipping trials with records
+
+
+def test_importing_the_launcher_changes_no_environment_and_no_logger():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # Ray's own import sets variables (RAY_CLIENT_MODE); what the launcher would add comes after.
+    script = ("import logging, os; import ray, ray.tune; before = dict(os.environ); "
+              "levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}; "
+              "import sweeps.launcher, sweeps.bundle, sweeps.records, sweeps.progress, sweeps.cli; "
+              "after = {name: logging.getLogger(name).level for name in levels}; "
+              "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items()); "
+              "assert after == levels, {k: (levels[k], after[k]) for k in levels if levels[k] != after[k]}")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", script], cwd=root, check=True, env={"PYTHONPATH": str(root), "PATH": ""})
