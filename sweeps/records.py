@@ -125,8 +125,8 @@ def _first_of_each_trial(trials: pd.DataFrame, spectra: pd.DataFrame) -> tuple[p
 def consolidate(out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Put the part files together into ``DIR/trials.parquet`` and ``DIR/spectra.parquet``.
 
-    Returns ``(trials, spectra)``, sorted by trial id; a trial's spectrum counts only where its
-    trial part exists.
+    Returns ``(trials, spectra)``, sorted by trial id (a trial's spectrum rows in the order it
+    wrote them); a trial's spectrum counts only where its trial part exists.
     """
     out_dir = Path(out_dir)
     trial_paths = sorted(_trial_parts(out_dir), key=lambda path: path.stat().st_mtime_ns)  # oldest first
@@ -141,8 +141,8 @@ def consolidate(out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                else pd.DataFrame(columns=list(SPECTRUM_COLUMNS) + ["_part"]))
     trials, spectra = _first_of_each_trial(trials, spectra)
     trials = trials.drop(columns="_part").sort_values("trial_id", kind="stable").reset_index(drop=True)
-    spectra = spectra.drop(columns="_part").sort_values(["trial_id", "window_index", "eig_index"],
-                                                        kind="stable").reset_index(drop=True)
+    # By trial only, and stably: within a trial the rows keep the order the trial wrote them in.
+    spectra = spectra.drop(columns="_part").sort_values("trial_id", kind="stable").reset_index(drop=True)
     _write_atomically(trials, out_dir / TRIALS_FILE)
     _write_atomically(spectra, out_dir / SPECTRA_FILE)
     return trials, spectra
