@@ -1,348 +1,292 @@
-"""Calibrated conjugacy classes: which training setups share their Koopman spectra.
+"""Conjugacy classes: which training setups share their Koopman spectra, with verdicts.
 
-The paper judges by eye whether between-setup distances exceed seed-to-seed distances
-(PAPER.md, step 6). Here the decision is automatic, with a stated error rate:
-
-* **Unit.** One spectrum per (condition, seed). When the spectra carry several
-  ``window_start`` values, the distance between two units is the mean, over the windows both
-  have, of the distance between their spectra at the same window (dynamics are compared at
-  equal training time). Per-window classes come from :func:`windows_as_conditions`.
-* **Test, per pair of conditions A, B.** Statistic: mean between-condition distance minus mean
-  within-condition (seed-to-seed, pooled over A and B) distance. Null: the seed labels are
-  exchangeable between A and B. Permutation test over the labels on the distance matrix:
-  exact enumeration of all C(n_A + n_B, n_A) relabelings when there are at most
-  ``n_permutations + 1`` of them, otherwise ``n_permutations`` random relabelings with
-  p = (1 + #{T* >= T}) / (1 + n_permutations). With the group sizes fixed the statistic is an
-  increasing function of the summed between-group distance, which is what is computed.
-  Effect size: the ratio mean between / mean within.
-* **Multiple comparisons.** Holm's step-down correction over all tested pairs: the
-  family-wise error rate (the chance that any pair of truly conjugate conditions is split) is
-  at most ``alpha``. A pair is *separated* when its Holm-adjusted p-value is <= alpha.
-* **Grouping rule.** "Not separated" is not transitive (A~B and B~C with A, C separated), so
-  its connected components could chain separated conditions into one class. Instead,
-  complete-linkage agglomeration under a constraint: start from singletons and repeatedly
-  merge the two classes whose union contains no separated pair, choosing the merge with the
-  smallest complete linkage (largest between/within ratio over the cross pairs); stop when
-  no merge is admissible. Every pair inside a class is therefore unseparated. Conditions that
-  are also unseparated from a member of another class are named in
-  ``unseparated_from_other_classes`` so the ambiguity is visible, not hidden.
-* **Conditions with one seed** have no seed-to-seed spread to calibrate against: they are not
-  tested, get no class (``conjugacy_class`` is missing, ``calibrated`` False) and a note.
+* **Unit.** One spectrum per (condition, seed) (:mod:`analysis.units`; windowed runs average
+  over equal window starts).
+* **Verdict per pair of conditions** (:mod:`analysis.verdicts`): the distance between the two
+  conditions' spectral centres in seed-to-seed spreads, with a bootstrap interval over seeds
+  (paired where the conditions share seeds; :mod:`analysis.effects`), against a margin that
+  is never below the estimator's measured resolution (:mod:`analysis.resolution`):
+  equivalent, distinct or undetermined.
+* **Evidence.** A permutation test of identical distributions (:mod:`analysis.permutation`,
+  relabelling within seeds where paired) with Holm's correction over pairs: the p-values say
+  whether the seeds of two setups could be told apart at all, which a spread difference alone
+  can cause, so they never decide a verdict.
+* **Classes.** Constrained complete linkage: start from singletons and repeatedly merge the two
+  classes every cross pair of which is *equivalent*, choosing the merge whose largest interval
+  bound is smallest. Every two members of a class are judged equivalent, so no class holds two
+  conditions judged distinct (or undetermined); each condition names the conditions it is
+  undetermined with, so an open question stays visible.
+* **Conditions with one seed** have no seed-to-seed spread: their pairs are undetermined, they
+  get no class, and a note says why.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from analysis.distances import pairwise_distance_matrix
+from analysis.effects import pair_effects, seed_groups
+from analysis.options import AnalysisOptions
 from analysis.permutation import holm_adjust, permutation_test
+from analysis.resolution import condition_resolution, pair_resolution, variant_distances
+from analysis.units import clean_spectra, recorded_only, unit_distance_matrix
+from analysis.verdicts import (EQUIVALENT, UNDETERMINED, applied_margin, decide,
+                               seeds_needed)
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = ("condition", "seed", "eig_real", "eig_imag")
-
-
-class WindowMismatchError(ValueError):
-    """Some units share no window start, so the windowed unit distance is undefined."""
+VERDICT_METRIC = "wasserstein-2"  # squared distances split into centre and spread (effects)
+MAX_PERMUTATION_PAIRS = 1000  # beyond, the evidence costs minutes and is left out (noted)
+PAIRWISE_COLUMNS = [
+    "condition_a", "condition_b", "verdict", "ratio", "ratio_low", "ratio_high", "margin",
+    "margin_source", "effect", "effect_low", "effect_high", "margin_distance", "spread",
+    "spread_a", "spread_b", "resolution", "paired", "n_seeds_a", "n_seeds_b", "seeds_needed",
+    "mean_between", "mean_within_a", "mean_within_b", "p_same_distribution",
+    "p_same_distribution_holm", "note"]
 
 
 @dataclass(frozen=True)
 class ConjugacyAnalysis:
-    """Everything the class decision rests on.
+    """Everything the verdicts rest on.
 
-    ``units``: one row per (condition, seed) spectrum, in the order of ``distances``
-    (``(n_units, n_units)``). ``classes``: one row per condition. ``pairwise``: one row per
-    pair of conditions. ``notes``: what was excluded or could not be decided, and why.
+    ``units``: one row per (condition, seed), in the order of ``distances`` (the reported
+    metric) and ``squared_distances`` (squared 2-Wasserstein, the verdicts' metric), both
+    ``(n_units, n_units)``. ``pairwise``: one row per pair of conditions. ``classes``: one
+    row per condition. ``resolution``: one row per condition with measured resolution.
     """
 
     units: pd.DataFrame
     distances: np.ndarray
-    classes: pd.DataFrame
+    squared_distances: np.ndarray
     pairwise: pd.DataFrame
+    classes: pd.DataFrame
+    resolution: pd.DataFrame
+    options: AnalysisOptions
     notes: tuple[str, ...]
 
 
-def conjugacy_classes(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutations: int = 9999,
-                      random_state: int = 0) -> pd.DataFrame:
+def _options(options: AnalysisOptions | None, overrides: dict) -> AnalysisOptions:
+    return replace(options or AnalysisOptions(), **overrides)
+
+
+def conjugacy_classes(spectra: pd.DataFrame, options: AnalysisOptions | None = None,
+                      **overrides) -> pd.DataFrame:
     """One row per condition with its ``conjugacy_class`` and the evidence.
 
     ``spectra``: long form, one row per eigenvalue, columns ``condition``, ``seed``,
-    ``eig_real``, ``eig_imag``, optional ``window_start``, ``trial_id`` and ``status`` (rows
-    whose status is not "ok" are excluded and named). Columns of the result: ``condition``,
-    ``conjugacy_class`` (1, 2, ...; missing for single-seed conditions), ``n_seeds``,
-    ``mean_within_distance`` (seed-to-seed), ``calibrated``, ``max_ratio_in_class`` (largest
-    between/within ratio to another member of its class), ``min_p_holm_in_class`` (how close
-    the class came to being split), ``max_p_holm_to_other_classes`` (the weakest separation
-    from a condition outside the class), ``unseparated_from_other_classes``, ``note``.
-    ``result.attrs`` holds ``pairwise`` (see :func:`pairwise_tests`) and ``notes``.
+    ``eig_real``, ``eig_imag``; optional ``window_start``, ``trial_id``, ``status`` (rows
+    whose status is not "ok" are excluded and named), ``estimate`` (resolution variants) and
+    ``source`` (seeds pair only within one source). Options: :class:`AnalysisOptions`, or
+    its fields as keywords. Columns: ``condition``, ``conjugacy_class`` (1, 2, ...; missing
+    for single-seed conditions), ``n_seeds``, ``spread``, ``resolution``,
+    ``mean_within_distance``, ``equivalent_to``, ``undetermined_with``, ``distinct_from``,
+    ``note``. ``result.attrs`` holds ``pairwise`` (:func:`pairwise_tests`) and ``notes``.
     """
-    analysis = analyse_conjugacy(spectra, alpha=alpha, n_permutations=n_permutations,
-                                 random_state=random_state)
+    analysis = analyse_conjugacy(spectra, _options(options, overrides))
     classes = analysis.classes.copy()
     classes.attrs["pairwise"] = analysis.pairwise
     classes.attrs["notes"] = list(analysis.notes)
     return classes
 
 
-def pairwise_tests(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutations: int = 9999,
-                   random_state: int = 0) -> pd.DataFrame:
-    """One row per pair of conditions: distances, effect ratio, p-values, decision.
-
-    Columns: ``condition_a``, ``condition_b``, ``n_seeds_a``, ``n_seeds_b``,
-    ``mean_between``, ``mean_within_a``, ``mean_within_b``, ``mean_within``,
-    ``ratio`` (between / pooled within), ``statistic``, ``p_value``, ``p_holm``,
-    ``separated``, ``separable`` (False when too few seeds make a separation impossible at
-    ``alpha`` after the correction), ``exact``, ``n_relabelings``, ``min_attainable_p``, ``note``.
-    """
-    return analyse_conjugacy(spectra, alpha=alpha, n_permutations=n_permutations,
-                             random_state=random_state).pairwise
+def pairwise_tests(spectra: pd.DataFrame, options: AnalysisOptions | None = None,
+                   **overrides) -> pd.DataFrame:
+    """One row per pair of conditions: ``verdict`` ("equivalent", "distinct", "undetermined"),
+    the effect ratio with its interval and margin, the effect in eigenvalue units, spreads,
+    resolution, seeds needed, the reported-metric distances and the permutation evidence.
+    Columns: :data:`PAIRWISE_COLUMNS`."""
+    return analyse_conjugacy(spectra, _options(options, overrides)).pairwise
 
 
-def analyse_conjugacy(spectra: pd.DataFrame, *, alpha: float = 0.01, n_permutations: int = 9999,
-                      random_state: int = 0, distances: np.ndarray | None = None,
-                      units: pd.DataFrame | None = None) -> ConjugacyAnalysis:
-    """The unit distance matrix, the pairwise tests and the classes, in one pass.
-
-    ``distances``/``units`` may be passed in (from :func:`unit_distance_matrix`) to reuse them.
-    """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1); got alpha={alpha!r}")
-    if n_permutations < 1:
-        raise ValueError(f"n_permutations must be >= 1; got n_permutations={n_permutations!r}")
-    notes: list[str] = []
-    if distances is None or units is None:
-        units, distances, notes = unit_distance_matrix(spectra)
-    rng = np.random.default_rng(random_state)
+def analyse_conjugacy(spectra: pd.DataFrame, options: AnalysisOptions | None = None,
+                      **overrides) -> ConjugacyAnalysis:
+    """Units, distance matrices, resolution, verdicts, evidence and classes in one pass."""
+    options = _options(options, overrides)
+    frame, notes = clean_spectra(spectra)
+    units, squared, _ = unit_distance_matrix(frame, metric=VERDICT_METRIC, squared=True)
+    if options.metric == VERDICT_METRIC and frame["window_start"].nunique() == 1:
+        distances = np.sqrt(squared)  # one window: the same matrix, not computed twice
+    else:
+        _, distances, _ = unit_distance_matrix(frame, metric=options.metric)
+    resolution = condition_resolution(variant_distances(frame))
     seeds_per_condition = units.groupby("condition", sort=True).size()
-    calibrated = [c for c, n in seeds_per_condition.items() if n >= 2]
     for condition, n in seeds_per_condition.items():
         if n < 2:
             notes.append(f"condition {condition!r} has a single seed: no seed-to-seed spread to "
-                         "calibrate against, so it is not tested and gets no class")
-    pairwise = _pairwise_table(units, distances, seeds_per_condition, alpha=alpha,
-                               n_permutations=n_permutations, rng=rng)
-    classes = _class_table(units, distances, pairwise, seeds_per_condition, calibrated)
-    n_powerless = int((pairwise["p_value"].notna() & ~pairwise["separable"]).sum())
-    if n_powerless:
-        notes.append(f"{n_powerless} of {int(pairwise['p_value'].notna().sum())} tested pairs "
-                     f"cannot be separated at alpha={alpha} with these seeds (too few seed "
-                     "relabelings for the Holm correction): more seeds per condition are needed "
-                     "before their sharing a class means anything")
-    return ConjugacyAnalysis(units, distances, classes, pairwise, tuple(notes))
+                         "judge against, so its pairs are undetermined and it gets no class")
+    unmeasured = sorted(set(seeds_per_condition.index) - set(resolution["condition"]))
+    if unmeasured:
+        notes.append(f"no resolution variants recorded for {len(unmeasured)} conditions "
+                     f"({', '.join(map(str, unmeasured[:5]))}{', ...' if len(unmeasured) > 5 else ''}): "
+                     "their margins rest on the seed-to-seed spread alone")
+    pairwise = _pairwise_table(units, distances, squared, resolution, seeds_per_condition,
+                               options, notes)
+    classes = _class_table(units, distances, pairwise, resolution, seeds_per_condition)
+    return ConjugacyAnalysis(units, distances, squared, pairwise, classes, resolution, options,
+                             tuple(notes))
 
 
-def unit_distance_matrix(spectra: pd.DataFrame):
-    """Units (one per condition and seed) and their ``(n_units, n_units)`` distance matrix.
-
-    Returns ``(units, distances, notes)``. With several ``window_start`` values the distance
-    is the mean over the windows both units have, at equal window start.
-    """
-    frame, notes = clean_spectra(spectra)
-    key = ["condition", "seed"]
-    units = frame[key].drop_duplicates().sort_values(key).reset_index(drop=True)
-    unit_index = {tuple(row): i for i, row in enumerate(units.itertuples(index=False))}
-    n_units = len(units)
-    total, count = np.zeros((n_units, n_units)), np.zeros((n_units, n_units))
-    for _, window in frame.groupby("window_start", sort=True):
-        groups = list(window.groupby(key, sort=True))
-        members = np.array([unit_index[name] for name, _ in groups])
-        spectra_list = [g["eig_real"].to_numpy() + 1j * g["eig_imag"].to_numpy() for _, g in groups]
-        total[np.ix_(members, members)] += pairwise_distance_matrix(spectra_list)
-        count[np.ix_(members, members)] += 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        distances = total / count
-    if np.isnan(distances).any():
-        missing = int(np.isnan(distances).sum() // 2)
-        raise WindowMismatchError(
-            f"{missing} pairs of (condition, seed) spectra share no window_start, so their "
-            "distance is undefined; analyse the windows separately "
-            "(analysis.conjugacy.windows_as_conditions) or one window each (last_window_only)")
-    return units, distances, notes
-
-
-def clean_spectra(spectra: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Validate the long-form spectra; drop non-"ok" trials and non-finite spectra, with notes."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in spectra.columns]
-    if missing:
-        raise ValueError(f"spectra lack the required columns {missing}; "
-                         f"present: {sorted(map(str, spectra.columns))}")
-    frame = spectra.copy()
-    notes: list[str] = []
-    if "window_start" not in frame.columns:
-        frame["window_start"] = 0
-    if "status" in frame.columns:
-        bad = frame["status"] != "ok"
-        for (condition, seed, status), _ in frame[bad].groupby(["condition", "seed", "status"]):
-            notes.append(f"excluded condition {condition!r} seed {seed}: trial status {status!r}")
-        frame = frame[~bad]
-    window_key = ["condition", "seed", "window_start"]
-    finite = np.isfinite(frame["eig_real"]) & np.isfinite(frame["eig_imag"])
-    if not finite.all():
-        bad_windows = frame.loc[~finite, window_key].drop_duplicates()
-        for row in bad_windows.itertuples(index=False):
-            notes.append(f"excluded condition {row.condition!r} seed {row.seed} window "
-                         f"{row.window_start}: non-finite eigenvalues")
-        frame = frame.merge(bad_windows, how="left", on=window_key, indicator=True)
-        frame = frame[frame.pop("_merge") == "left_only"]
-    frame = _drop_duplicate_trials(frame, notes)
-    if frame.empty:
-        raise ValueError("no valid spectra left to analyse (all rows were excluded or none given)")
-    return frame.reset_index(drop=True), notes
-
-
-def _drop_duplicate_trials(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    """Keep one trial per (condition, seed): two would merge into one doubled spectrum."""
-    if "trial_id" not in frame.columns:
-        return frame
-    trials_per_unit = frame.groupby(["condition", "seed"])["trial_id"].unique()
-    duplicated = trials_per_unit[trials_per_unit.map(len) > 1]
-    for (condition, seed), trial_ids in duplicated.items():
-        kept, *dropped = sorted(trial_ids)
-        notes.append(f"condition {condition!r} seed {seed} has several trials {sorted(trial_ids)}; "
-                     f"kept {kept}, left out {dropped}")
-        frame = frame[~frame["trial_id"].isin(dropped)]
-    return frame
-
-
-def windows_as_conditions(spectra: pd.DataFrame) -> pd.DataFrame:
-    """Relabel each (condition, window_start) as its own condition, ``"<condition> @ <start>"``.
-
-    For windowed runs (CNN early training): the classes of the result say which training
-    windows share their dynamics; seeds stay the replicates.
-    """
-    frame = spectra.copy()
-    frame["condition"] = [f"{c} @ {w}" for c, w in zip(frame["condition"], frame["window_start"])]
-    frame["window_start"] = 0
-    return frame
-
-
-def last_window_only(spectra: pd.DataFrame) -> pd.DataFrame:
-    """Each (condition, seed)'s spectrum at its latest ``window_start`` only."""
-    if "window_start" not in spectra.columns:
-        return spectra
-    latest = spectra.groupby(["condition", "seed"])["window_start"].transform("max")
-    return spectra[spectra["window_start"] == latest].assign(window_start=0)
-
-
-def _within(distances, members):
-    block = distances[np.ix_(members, members)]
-    return block[np.triu_indices(members.size, k=1)]
-
-
-def _pairwise_table(units, distances, seeds_per_condition, *, alpha, n_permutations, rng):
-    """Run the permutation test for every pair of calibrated conditions; Holm over the tested."""
-    conditions = list(seeds_per_condition.index)
+def _pairwise_table(units, distances, squared, resolution, seeds_per_condition, options, notes):
+    effects = pair_effects(units, squared, confidence=options.confidence,
+                           n_resamples=options.n_resamples, random_state=options.random_state,
+                           interval_method=options.interval_method)
+    by_pair = {frozenset((r.condition_a, r.condition_b)): r for r in effects.itertuples(index=False)}
+    members = _members(units)
+    resolution_of = dict(zip(resolution["condition"], resolution["resolution"]))
     rows = []
-    for first, second in itertools.combinations(conditions, 2):
-        members_a = np.flatnonzero(units["condition"].to_numpy() == first)
-        members_b = np.flatnonzero(units["condition"].to_numpy() == second)
-        between = distances[np.ix_(members_a, members_b)]
-        within_a, within_b = _within(distances, members_a), _within(distances, members_b)
-        within = np.concatenate([within_a, within_b])
+    for first, second in itertools.combinations(list(seeds_per_condition.index), 2):
+        members_a, members_b = members[first], members[second]
         row = {"condition_a": first, "condition_b": second, "n_seeds_a": members_a.size,
-               "n_seeds_b": members_b.size, "mean_between": between.mean(),
-               "mean_within_a": within_a.mean() if within_a.size else np.nan,
-               "mean_within_b": within_b.mean() if within_b.size else np.nan,
-               "mean_within": within.mean() if within.size else np.nan,
-               "statistic": np.nan, "p_value": np.nan, "exact": False, "n_relabelings": 0,
-               "min_attainable_p": np.nan, "note": ""}
-        row["ratio"] = _ratio(row["mean_between"], row["mean_within"])
-        if members_a.size < 2 or members_b.size < 2:
-            row["note"] = "not tested: a condition with a single seed cannot be calibrated"
+               "n_seeds_b": members_b.size,
+               "resolution": pair_resolution(resolution_of, first, second),
+               "mean_between": distances[np.ix_(members_a, members_b)].mean(),
+               "mean_within_a": _mean_within(distances, members_a),
+               "mean_within_b": _mean_within(distances, members_b), "note": ""}
+        effect = by_pair.get(frozenset((first, second)))
+        if effect is None:
+            row.update(verdict=UNDETERMINED, paired=False,
+                       note="a condition with a single seed has no seed-to-seed spread")
         else:
-            order = np.concatenate([members_a, members_b])
-            result = permutation_test(distances[np.ix_(order, order)], members_a.size,
-                                      n_permutations=n_permutations, rng=rng)
-            row.update(statistic=result.statistic, p_value=result.p_value, exact=result.exact,
-                       n_relabelings=result.n_relabelings, min_attainable_p=result.min_attainable_p)
+            row.update(_verdict_fields(effect, first, row["resolution"], options))
         rows.append(row)
-    return _finish_pairwise(pd.DataFrame(rows, columns=_PAIRWISE_COLUMNS), alpha=alpha)
+    table = pd.DataFrame(rows).reindex(columns=PAIRWISE_COLUMNS)
+    return _add_permutation_evidence(table, units, distances, options, notes)
 
 
-_PAIRWISE_COLUMNS = ["condition_a", "condition_b", "n_seeds_a", "n_seeds_b", "mean_between",
-                     "mean_within_a", "mean_within_b", "mean_within", "ratio", "statistic",
-                     "p_value", "exact", "n_relabelings", "min_attainable_p", "note"]
+def _verdict_fields(effect, first, resolution, options) -> dict:
+    """The verdict of one pair from its effect row (swapped to the table's pair order)."""
+    fields = effect._asdict()
+    if fields["condition_a"] != first:  # effects may list the pair the other way round
+        fields["spread_a"], fields["spread_b"] = fields["spread_b"], fields["spread_a"]
+    for key in ("condition_a", "condition_b", "n_seeds_a", "n_seeds_b"):
+        fields.pop(key)
+    margin, source = applied_margin(options.margin, resolution, fields["spread"])
+    verdict = decide(options.rule, fields["ratio_low"], fields["ratio_high"], margin)
+    needed = seeds_needed(fields["ratio"], fields["ratio_low"], fields["ratio_high"], margin,
+                          min(effect.n_seeds_a, effect.n_seeds_b))
+    note = "" if verdict != UNDETERMINED else \
+        f"the interval straddles the margin; about {needed:.0f} seeds per condition would likely settle it"
+    return {**fields, "verdict": verdict, "margin": margin, "margin_source": source,
+            "margin_distance": margin * fields["spread"], "seeds_needed": needed, "note": note}
 
 
-def _finish_pairwise(table, *, alpha):
-    """Add Holm-adjusted p-values, decisions, and notes on pairs that can never be separated."""
-    tested = table["p_value"].notna().to_numpy()
-    table["p_holm"] = np.nan
+def _members(units: pd.DataFrame) -> dict:
+    """Unit indices of each condition."""
+    return {c: np.asarray(rows) for c, rows in units.groupby("condition", sort=True).indices.items()}
+
+
+def _mean_within(distances, members):
+    block = distances[np.ix_(members, members)][np.triu_indices(members.size, k=1)]
+    return block.mean() if block.size else np.nan
+
+
+def _add_permutation_evidence(table, units, distances, options, notes):
+    """p-values of the identical-distribution test, relabelled within seeds where paired."""
+    table["p_same_distribution"] = np.nan
+    testable = (table["n_seeds_a"] >= 2) & (table["n_seeds_b"] >= 2)
+    if testable.sum() > MAX_PERMUTATION_PAIRS:
+        notes.append(f"{int(testable.sum())} pairs: more than {MAX_PERMUTATION_PAIRS}, so the "
+                     "permutation evidence is left out (the verdicts do not use it)")
+        table["p_same_distribution_holm"] = np.nan
+        return table
+    order_of = {c: m for group in seed_groups(units) for c, m in group.members.items()}
+    rng = np.random.default_rng(options.random_state)
+    for index in np.flatnonzero(testable.to_numpy()):
+        row = table.iloc[index]
+        members_a, members_b = order_of[row["condition_a"]], order_of[row["condition_b"]]
+        order = np.concatenate([members_a, members_b])
+        result = permutation_test(distances[np.ix_(order, order)], members_a.size,
+                                  n_permutations=options.n_permutations, rng=rng,
+                                  paired=bool(row["paired"]))
+        table.iloc[index, table.columns.get_loc("p_same_distribution")] = result.p_value
+    table["p_same_distribution_holm"] = np.nan
+    tested = table["p_same_distribution"].notna().to_numpy()
     if tested.any():
-        table.loc[tested, "p_holm"] = holm_adjust(table.loc[tested, "p_value"].to_numpy())
-    table["separated"] = (table["p_holm"] <= alpha) & tested
-    n_tested = int(tested.sum())
-    powerless = tested & (table["min_attainable_p"].to_numpy() * n_tested > alpha)
-    table["separable"] = tested & ~powerless
-    table.loc[powerless, "note"] = (f"too few seeds: the smallest attainable p-value times the "
-                                    f"{n_tested} tests exceeds alpha={alpha}, so this pair cannot "
-                                    "be separated")
+        table.loc[tested, "p_same_distribution_holm"] = holm_adjust(
+            table.loc[tested, "p_same_distribution"].to_numpy())
     return table
 
 
-def _ratio(between, within):
-    if within > 0:
-        return between / within
-    return 1.0 if between == 0 else np.inf
-
-
-def _class_table(units, distances, pairwise, seeds_per_condition, calibrated):
-    """One row per condition: its class under the constrained complete-linkage rule."""
-    by_pair = {frozenset((r.condition_a, r.condition_b)): r for r in pairwise.itertuples()}
-    separated = {pair for pair, r in by_pair.items() if r.separated}
-    labels = group_conditions(calibrated, separated, {pair: r.ratio for pair, r in by_pair.items()})
+def _class_table(units, distances, pairwise, resolution, seeds_per_condition):
+    """One row per condition: its class, and whom it is equivalent to, distinct from, unsure of."""
+    calibrated = [c for c, n in seeds_per_condition.items() if n >= 2]
+    verdict_of = {frozenset((a, b)): v for a, b, v in
+                  zip(pairwise["condition_a"], pairwise["condition_b"], pairwise["verdict"])}
+    equivalent = {pair for pair, verdict in verdict_of.items() if verdict == EQUIVALENT}
+    linkage = dict(zip(map(frozenset, zip(pairwise["condition_a"], pairwise["condition_b"])),
+                       pairwise["ratio_high"]))
+    labels = group_conditions(calibrated, equivalent, linkage)
+    resolution_of = dict(zip(resolution["condition"], resolution["resolution"]))
+    spreads = _condition_spreads(pairwise)
+    members = _members(units)
+    named = {c: {"equivalent": [], "undetermined": [], "distinct": []} for c in seeds_per_condition.index}
+    for pair, verdict in verdict_of.items():
+        a, b = sorted(pair, key=str)
+        named[a][verdict].append(str(b))
+        named[b][verdict].append(str(a))
     rows = []
     for condition, n_seeds in seeds_per_condition.items():
-        within = _within(distances, np.flatnonzero(units["condition"].to_numpy() == condition))
         label = labels.get(condition)
-        pairs_to = {o: by_pair[frozenset((condition, o))] for o in calibrated if o != condition}
-        mates = [o for o in pairs_to if label is not None and labels[o] == label]
-        outside = [o for o in pairs_to if label is not None and labels[o] != label]
-        powerless = [o for o in mates if not pairs_to[o].separable]
         rows.append({
             "condition": condition, "conjugacy_class": label, "n_seeds": int(n_seeds),
-            "mean_within_distance": within.mean() if within.size else np.nan,
-            "calibrated": label is not None,
-            # Evidence: how close the class came to being split, and how clearly it is apart.
-            "max_ratio_in_class": max((pairs_to[o].ratio for o in mates), default=np.nan),
-            "min_p_holm_in_class": min((pairs_to[o].p_holm for o in mates), default=np.nan),
-            "max_p_holm_to_other_classes": max((pairs_to[o].p_holm for o in outside), default=np.nan),
-            "unseparated_from_other_classes": ", ".join(
-                sorted(o for o in outside if not pairs_to[o].separated)),
-            "note": ("single seed: not calibrated, no class" if label is None else
-                     f"too few seeds to separate it from {', '.join(powerless)}" if powerless else ""),
+            "spread": spreads.get(condition, np.nan),
+            "resolution": float(resolution_of.get(condition, np.nan)),
+            "mean_within_distance": _mean_within(distances, members[condition]),
+            "equivalent_to": ", ".join(sorted(named[condition]["equivalent"])),
+            "undetermined_with": ", ".join(sorted(named[condition]["undetermined"])),
+            "distinct_from": ", ".join(sorted(named[condition]["distinct"])),
+            "note": "single seed: no seed-to-seed spread, no class" if label is None else "",
         })
     table = pd.DataFrame(rows)
     table["conjugacy_class"] = table["conjugacy_class"].astype("Int64")
     return table
 
 
-def group_conditions(conditions, separated: set, linkage: dict) -> dict:
-    """Classes 1, 2, ... such that no two members of a class are separated.
+def _condition_spreads(pairwise: pd.DataFrame) -> dict:
+    spreads = {}
+    for side in ("a", "b"):
+        known = pairwise[pairwise[f"spread_{side}"].notna()]
+        spreads.update(zip(known[f"condition_{side}"], known[f"spread_{side}"].astype(float)))
+    return spreads
 
-    Constrained complete-linkage agglomeration: merge, while any merge is admissible, the two
-    classes whose union holds no separated pair and whose largest cross-pair ``linkage`` value
-    (the between/within ratio) is smallest. Ties go to the alphabetically first classes.
+
+def group_conditions(conditions, equivalent: set, linkage: dict) -> dict:
+    """Classes 1, 2, ... in which every two members are ``equivalent``.
+
+    Constrained complete linkage: merge, while any merge is admissible, the two classes all of
+    whose cross pairs are in ``equivalent`` and whose largest cross-pair ``linkage`` (the upper
+    interval bound of the effect ratio) is smallest. Ties go to the alphabetically first.
+    Cluster-level admissibility and linkage are updated on each merge (a merged class is
+    admissible with k when both parts were; its linkage to k is the larger), so a merge costs
+    O(n) and the grouping O(n^2) memory for n conditions.
     """
-    clusters = [[c] for c in sorted(conditions)]
+    names = sorted(conditions, key=str)
+    n = len(names)
+    admissible = np.zeros((n, n), dtype=bool)
+    link = np.full((n, n), np.inf)
+    for i, j in itertools.combinations(range(n), 2):
+        pair = frozenset((names[i], names[j]))
+        admissible[i, j] = admissible[j, i] = pair in equivalent
+        link[i, j] = link[j, i] = linkage.get(pair, np.inf)
+    clusters = {i: [names[i]] for i in range(n)}
+    alive = np.ones(n, dtype=bool)
     while True:
-        best = None
-        for i, j in itertools.combinations(range(len(clusters)), 2):
-            cross = [frozenset((a, b)) for a in clusters[i] for b in clusters[j]]
-            if any(pair in separated for pair in cross):
-                continue
-            score = max(linkage.get(pair, np.inf) for pair in cross)
-            if best is None or score < best[0]:
-                best = (score, i, j)
-        if best is None:
+        mask = admissible & alive[:, None] & alive[None, :]
+        if not mask.any():
             break
-        _, i, j = best
-        clusters[i] = sorted(clusters[i] + clusters[j])
-        del clusters[j]
-    clusters.sort(key=lambda members: members[0])
-    return {c: number for number, members in enumerate(clusters, start=1) for c in members}
+        scores = np.where(mask, link, np.inf)
+        best = scores.min()
+        # ties: the alphabetically first pair of classes (rows and columns are in name order)
+        i, j = sorted(np.argwhere(scores == best)[0])
+        clusters[i] = sorted(clusters[i] + clusters.pop(j), key=str)
+        admissible[i] &= admissible[j]
+        admissible[:, i] = admissible[i]
+        link[i] = np.maximum(link[i], link[j])
+        link[:, i] = link[i]
+        admissible[i, i], alive[j] = False, False
+    ordered = sorted(clusters.values(), key=lambda members: str(members[0]))
+    return {c: number for number, members in enumerate(ordered, start=1) for c in members}

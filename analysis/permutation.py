@@ -1,8 +1,15 @@
 """Two-sample permutation tests on a distance matrix, and Holm's correction.
 
+A test of *identical distributions*: the null is that the seed labels are exchangeable between
+the two conditions, which two setups with one centre but different seed-to-seed spreads
+violate. It is evidence beside the verdicts (:mod:`analysis.verdicts`), never the verdict.
+
 Pure numpy. The statistic is the mean between-group distance minus the mean within-group
 distance (pooled over both groups); with the group sizes fixed it is an increasing function of
-the summed between-group distance, which is what is computed for every relabeling.
+the summed between-group distance, which is what is computed for every relabeling. Paired
+designs (the two conditions hold the same seeds, which share their data split, batch order and
+initialisation) relabel *within* each seed: a relabeling swaps, or not, the two units of each
+seed, so what a seed shares with its partner is never mistaken for a condition effect.
 """
 
 from __future__ import annotations
@@ -28,22 +35,29 @@ class PermutationResult:
     min_attainable_p: float  # the smallest p-value this design can produce
 
 
-def permutation_test(distances: np.ndarray, n_first: int, *, n_permutations: int = 9999,
-                     rng: np.random.Generator | None = None) -> PermutationResult:
+def permutation_test(distances: np.ndarray, n_first: int, *, n_permutations: int,
+                     rng: np.random.Generator, paired: bool = False) -> PermutationResult:
     """Two-sample permutation test on a ``(n, n)`` distance matrix, first ``n_first`` vs rest.
 
     Statistic: mean between-group distance minus mean within-group distance (pooled).
+    ``paired``: both groups hold the same seeds in the same order (row ``i`` and row
+    ``n_first + i`` are one seed), and relabelings swap within seeds only.
     """
     n_total = distances.shape[0]
     n_second = n_total - n_first
     if n_first < 2 or n_second < 2:
         raise ValueError(f"each group needs >= 2 members; got {n_first} and {n_second}")
-    rng = np.random.default_rng(0) if rng is None else rng
+    if paired and n_first != n_second:
+        raise ValueError(f"a paired test needs groups of equal size; got {n_first} and {n_second}")
     observed = np.zeros(n_total, dtype=bool)
     observed[:n_first] = True  # the caller orders the first group's members first
-    n_relabelings = math.comb(n_total, n_first)
+    n_relabelings = 2**n_first if paired else math.comb(n_total, n_first)
     exact = n_relabelings <= min(n_permutations + 1, MAX_EXACT_RELABELINGS)
-    if exact:
+    if paired:
+        swaps = (all_swaps(n_first) if exact
+                 else rng.integers(0, 2, size=(n_permutations, n_first)).astype(float))
+        labels = np.concatenate([1.0 - swaps, swaps], axis=1)
+    elif exact:
         labels = all_relabelings(n_total, n_first)
     else:
         order = np.argsort(rng.random((n_permutations, n_total)), axis=1)
@@ -54,7 +68,7 @@ def permutation_test(distances: np.ndarray, n_first: int, *, n_permutations: int
     at_least = np.count_nonzero(between >= observed_between * (1 - 1e-12) - 1e-300)
     if exact:
         p_value = at_least / n_relabelings
-        mirror = 2 if n_first == n_second else 1  # a relabeling and its swap give equal sums
+        mirror = 2 if n_first == n_second else 1  # a relabeling and its mirror give equal sums
         min_p = mirror / n_relabelings
     else:
         p_value = (1 + at_least) / (1 + n_permutations)
@@ -72,6 +86,14 @@ def all_relabelings(n_total: int, n_first: int) -> np.ndarray:
     np.put_along_axis(labels, members, 1.0, axis=1)
     labels.setflags(write=False)
     return labels
+
+
+@functools.lru_cache(maxsize=32)
+def all_swaps(n_seeds: int) -> np.ndarray:
+    """Every swap pattern of ``n_seeds`` seed pairs, as 0/1 rows (read-only, cached)."""
+    swaps = ((np.arange(2**n_seeds)[:, None] >> np.arange(n_seeds)) & 1).astype(float)
+    swaps.setflags(write=False)
+    return swaps
 
 
 def _between_sums(distances, labels):

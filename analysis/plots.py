@@ -179,3 +179,37 @@ def plot_window_heatmap(frame: pd.DataFrame) -> plt.Figure:
     figure.suptitle("Spectral distance between training windows (mean over seeds)")
     figure.tight_layout()
     return figure
+
+
+VERDICT_COLOURS = {"equivalent": "#2a9d8f", "distinct": "#e76f51", "undetermined": "#8d99ae"}
+
+
+def plot_effects(pairwise: pd.DataFrame, *, confidence: float) -> plt.Figure:
+    """Each pair's effect ratio with its interval, against its margin, coloured by verdict.
+
+    ``pairwise``: columns ``condition_a``, ``condition_b``, ``verdict``, ``ratio``,
+    ``ratio_low``, ``ratio_high``, ``margin`` (:func:`analysis.conjugacy.pairwise_tests`).
+    Pairs without an estimate (a single seed) are left out. A logarithmic axis, because
+    ratios run from far inside the margin to hundreds of spreads beyond it.
+    """
+    frame = pairwise.dropna(subset=["ratio"]).sort_values("ratio").reset_index(drop=True)
+    figure, axis = plt.subplots(figsize=(7.5, 0.9 + 0.32 * max(len(frame), 1)))
+    floor = 1e-2  # ratios of 0 (centres estimated to coincide) are drawn at this floor
+    for position, row in frame.iterrows():
+        colour = VERDICT_COLOURS.get(row["verdict"], "black")
+        low, high = max(row["ratio_low"], floor), max(row["ratio_high"], floor)
+        axis.plot([low, high], [position, position], color=colour, linewidth=2.5)
+        axis.plot(max(row["ratio"], floor), position, "o", color=colour, markersize=5)
+        axis.plot(row["margin"], position, "|", color="black", markersize=12, markeredgewidth=1.5)
+    axis.set_yticks(range(len(frame)))
+    axis.set_yticklabels([f"{a} vs {b}" for a, b in zip(frame["condition_a"], frame["condition_b"])],
+                         fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel(f"distance between centres / seed-to-seed spread ({confidence:.0%} interval; "
+                    "| = margin)")
+    handles = [plt.Line2D([], [], color=c, linewidth=2.5, label=v) for v, c in VERDICT_COLOURS.items()]
+    axis.legend(handles=handles, loc="lower right", fontsize=8, frameon=True)
+    axis.set_ylim(-0.7, len(frame) - 0.3)
+    axis.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure

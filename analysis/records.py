@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from study.config import FLAT_KEYS, keys_for_trial_type
 from study.records import (RECORDS_FOLDER, SPECTRA_FILE, SPECTRA_PART_SUFFIX, SPECTRUM_COLUMNS,
                            STATUS_OK, TRIAL_PART_SUFFIX, TRIAL_REQUIRED_COLUMNS, TRIALS_FILE,
                            missing_columns)
@@ -188,12 +189,16 @@ def config_summary(trials: pd.DataFrame | None) -> pd.DataFrame:
 
     Columns: ``key``, ``varies`` (True when the column takes several values across trials),
     ``values`` (the distinct values, as text). Outcome, identity and provenance columns
-    (timestamps, hosts, Ray ids) are left out.
+    (timestamps, hosts, Ray ids) are left out, and so are config keys that apply to none of
+    the trial types present (a validation trial has no learning rate).
     """
     if trials is None or trials.empty:
         return pd.DataFrame(columns=["key", "varies", "values"])
     skip = set(TRIAL_REQUIRED_COLUMNS) | PROVENANCE_COLUMNS | {"trial_id", "condition"}
     skip |= {c for c in trials.columns if c.startswith("final_")}
+    if "trial_type" in trials.columns:
+        applicable = set().union(*(keys_for_trial_type(str(t)) for t in trials["trial_type"].unique()))
+        skip |= {c for c in trials.columns if c in FLAT_KEYS and c not in applicable}
     rows = []
     for column in trials.columns:
         if column in skip:

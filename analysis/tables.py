@@ -1,6 +1,6 @@
 """Pure aggregations of spectra and distance matrices into tidy tables (plots draw these).
 
-No I/O and no drawing here (STYLE.md, habit 8: compute, then draw).
+No I/O and no drawing here: compute, then draw.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from analysis.distances import pairwise_distance_matrix
+from analysis.units import mean_pairwise_distances
 
 
 def unit_labels(units: pd.DataFrame) -> list[str]:
@@ -82,29 +82,22 @@ def condition_distance_summary(units: pd.DataFrame, distances: np.ndarray) -> pd
 def window_distance_frame(spectra: pd.DataFrame) -> pd.DataFrame:
     """Window x window distances within each trial, averaged over seeds, for every condition.
 
-    ``spectra``: long form with ``condition``, ``seed``, ``window_start``, ``eig_real``,
-    ``eig_imag``. Columns of the result: ``condition``, ``window_a``, ``window_b`` (window
-    starts), ``mean_distance``, ``log10_distance`` (log10 of the mean; -inf on the diagonal is
-    replaced by NaN), ``n_seeds``. Empty when no trial has more than one window.
+    ``spectra``: long form (recorded estimates) with ``condition``, ``seed``,
+    ``window_start``, ``eig_real``, ``eig_imag``. Columns of the result: ``condition``,
+    ``window_a``, ``window_b`` (window starts), ``mean_distance``, ``log10_distance`` (log10
+    of the mean; NaN on the zero diagonal), ``n_seeds``. Empty when no trial has more than
+    one window.
     """
     rows = []
     for condition, frame in spectra.groupby("condition", sort=True):
-        windows = np.sort(frame["window_start"].unique())
-        if windows.size < 2:
+        if frame["window_start"].nunique() < 2:
             continue
-        total = np.zeros((windows.size, windows.size))
-        count = np.zeros_like(total)
-        for _, trial in frame.groupby("seed", sort=True):
-            groups = list(trial.groupby("window_start", sort=True))
-            positions = np.searchsorted(windows, [start for start, _ in groups])
-            spectra_list = [g["eig_real"].to_numpy() + 1j * g["eig_imag"].to_numpy() for _, g in groups]
-            total[np.ix_(positions, positions)] += pairwise_distance_matrix(spectra_list)
-            count[np.ix_(positions, positions)] += 1
+        windows, mean, count = mean_pairwise_distances(frame, ["window_start"], "seed")
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / count
             log10 = np.where(mean > 0, np.log10(np.where(mean > 0, mean, 1.0)), np.nan)
-        for i, j in itertools.product(range(windows.size), repeat=2):
-            rows.append({"condition": condition, "window_a": int(windows[i]), "window_b": int(windows[j]),
+        starts = windows["window_start"].to_numpy()
+        for i, j in itertools.product(range(starts.size), repeat=2):
+            rows.append({"condition": condition, "window_a": int(starts[i]), "window_b": int(starts[j]),
                          "mean_distance": mean[i, j], "log10_distance": log10[i, j],
                          "n_seeds": int(count[i, j])})
     return pd.DataFrame(rows, columns=["condition", "window_a", "window_b", "mean_distance",

@@ -55,6 +55,9 @@ window_size              None            None: one window over the run; n: conse
                                          n training steps, each with its spectrum
 sketch_dimension         None            CountSketch size of the streaming estimator (None = raw)
 pca_components           None            batch-only PCA of each window's snapshots to n dimensions
+resolution_variants      True            also refit each window after changes that cannot change
+                                         the dynamics (study.resolution): the estimator's
+                                         resolution, which the verdicts' margin never goes below
 checkpoint_every         None            also hand a resumable state to `report` every n steps
 eval_max_samples         10000           cap on samples used to evaluate train / test metrics
 n_threads                None            torch and BLAS (numpy/scipy) threads during the trial,
@@ -143,6 +146,7 @@ class KoopmanConfig:
     window_size: int | None = None  # one window over the whole run
     sketch_dimension: int | None = None  # raw features are small for the paper's observables
     pca_components: int | None = None  # only the Transformer run reduces by PCA (to 10)
+    resolution_variants: bool = True  # verdicts need the resolution; ~5 extra fits per window
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,25 @@ class TrialConfig:
             flat.update(dataclasses.asdict(getattr(self, section)))
         flat["observables"] = ",".join(self.koopman.observables)
         return flat
+
+
+# The keys that shape each trial type (a validation trial trains no network): a report lists
+# only these, so a reader is not shown fifty settings that were never used.
+_TRIAL_TYPE_KEYS = {
+    "network": ("data", "model", "optimizer", "training", "koopman"),
+    "validation": ("n_steps", "koopman", "validation"),
+}
+
+
+def keys_for_trial_type(trial_type: str) -> set[str]:
+    """Flat keys that apply to ``trial_type`` (sections by name, or single keys)."""
+    keys = {"trial_type", "seed", "device"}
+    for item in _TRIAL_TYPE_KEYS.get(trial_type, tuple(SECTIONS)):
+        if item in SECTIONS:
+            keys |= {f.name for f in dataclasses.fields(SECTIONS[item])}
+        else:
+            keys.add(item)
+    return keys
 
 
 def _field_types() -> dict[str, tuple[str | None, Any]]:

@@ -20,7 +20,14 @@ eig_real        float    Re(lambda)
 eig_imag        float    Im(lambda)
 modulus         float    abs(lambda)
 residual        float    relative one-step reconstruction residual of the window's fit
+estimate        str      ``recorded`` (the trial's spectrum) or the name of a variant
+                         estimate of the same trajectories (:data:`RESOLUTION_VARIANTS`)
 ==============  =======  ============================================================
+
+Variant estimates refit the very trajectories of a window after a change that cannot change
+the dynamics (a smooth invertible change of coordinates, a nearby number of delays or rank);
+how far they move from the recorded spectrum is the estimator's resolution. Records written
+before this column existed hold recorded estimates only.
 
 ``trials.parquet``, one row per trial: ``trial_id``, ``condition``, ``seed``, ``status``
 (one of :data:`TRIAL_STATUSES`), ``diverged_step`` (nullable), ``message``, every flat config
@@ -49,6 +56,10 @@ RECORDS_FOLDER = "records"
 SPECTRA_PART_SUFFIX = ".spectra.parquet"
 TRIAL_PART_SUFFIX = ".trial.parquet"
 
+ESTIMATE_RECORDED = "recorded"
+# Refits of one window's trajectories that cannot change the dynamics (study.resolution).
+RESOLUTION_VARIANTS = ("coordinates", "delays-1", "delays+1", "rank-1", "rank+1")
+
 SPECTRUM_KEY_COLUMNS = ("trial_id", "condition", "seed", "window_index", "window_start", "window_end")
 SPECTRUM_COLUMNS = SPECTRUM_KEY_COLUMNS + (
     "eig_index",
@@ -56,6 +67,7 @@ SPECTRUM_COLUMNS = SPECTRUM_KEY_COLUMNS + (
     "eig_imag",
     "modulus",
     "residual",
+    "estimate",
 )
 TRIAL_REQUIRED_COLUMNS = (
     "trial_id",
@@ -80,6 +92,7 @@ def spectrum_rows(
     window_end: int,
     eigenvalues: Sequence[complex] | np.ndarray,
     residual: float,
+    estimate: str = ESTIMATE_RECORDED,
 ) -> list[dict]:
     """Long-form rows (one per eigenvalue) of one window's spectrum, in the schema above."""
     eigenvalues = np.asarray(eigenvalues, dtype=complex).ravel()
@@ -96,6 +109,7 @@ def spectrum_rows(
             "eig_imag": float(value.imag),
             "modulus": float(abs(value)),
             "residual": float(residual),
+            "estimate": estimate,
         }
         for index, value in enumerate(eigenvalues)
     ]

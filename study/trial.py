@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from study.config import TrialConfig
 from study.data import load_dataset
 from study.koopman import fit_koopman
 from study.observables import resolve_observables, snapshot
+from study.resolution import variant_spectra
 from study.replicas import (build_replicas, constrain_norms, evaluate, initial_parameters,
                             make_model, replica_norms)
 from study.trial_state import BatchSampler, WindowRecorder
@@ -48,6 +49,8 @@ class WindowSpectrum:
     window_end: int
     eigenvalues: np.ndarray  # (k,) complex, sorted by decreasing modulus
     residual: float
+    # Spectra of the same trajectories after changes that keep the dynamics (study.resolution)
+    variants: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,13 @@ class TrialResult:
         """One row per eigenvalue of every window, in the schema of :mod:`study.records`."""
         rows = []
         for window in self.windows:
-            rows += records.spectrum_rows(
-                trial_id=trial_id, condition=condition, seed=self.config.seed,
-                window_index=window.window_index, window_start=window.window_start,
-                window_end=window.window_end, eigenvalues=window.eigenvalues,
-                residual=window.residual)
+            estimates = {records.ESTIMATE_RECORDED: window.eigenvalues, **window.variants}
+            for estimate, eigenvalues in estimates.items():
+                rows += records.spectrum_rows(
+                    trial_id=trial_id, condition=condition, seed=self.config.seed,
+                    window_index=window.window_index, window_start=window.window_start,
+                    window_end=window.window_end, eigenvalues=eigenvalues,
+                    residual=window.residual, estimate=estimate)
         return rows
 
     def trial_row(self, trial_id: str, condition: str) -> dict:
@@ -161,12 +166,21 @@ def _run_validation(config: TrialConfig, report: Report | None) -> TrialResult:
         step_size=settings.validation_step_size, grid_jitter=settings.grid_jitter,
         random_state=config.seed)  # (25, n_steps, 2)
     fit = fit_koopman(trajectories, delays=koopman.delays, rank=koopman.rank)
-    window = WindowSpectrum(0, 0, config.training.n_steps, np.asarray(fit.eigenvalues), float(fit.residual))
+    window = WindowSpectrum(0, 0, config.training.n_steps, np.asarray(fit.eigenvalues),
+                            float(fit.residual), _variants(koopman, trajectories, fit))
     if report is not None:
         report(_window_metrics(window, config.training.n_steps, {}), None)
     nan = float("nan")
     return TrialResult(config, records.STATUS_OK, None, "", (window,), nan, nan, nan, nan,
                        config.training.n_steps, time.perf_counter() - started, "cpu")
+
+
+def _variants(koopman, trajectories: np.ndarray, fit) -> dict:
+    """The resolution variants of one window, when the config asks for them."""
+    if not koopman.resolution_variants:
+        return {}
+    return variant_spectra(trajectories, delays=koopman.delays, rank=koopman.rank,
+                           n_eigenvalues=len(fit.eigenvalues))
 
 
 def _window_metrics(window: WindowSpectrum, step: int, losses: dict) -> dict:
@@ -251,9 +265,9 @@ class _NetworkTrial:
     def _close_window(self, window_span: int) -> None:
         record_every = self.config.koopman.record_every
         start = self.step - window_span
-        fit = self.recorder.fit(start // record_every, self.step // record_every)
+        fit, trajectories = self.recorder.fit(start // record_every, self.step // record_every)
         window = WindowSpectrum(len(self.windows), start, self.step, np.asarray(fit.eigenvalues),
-                                float(fit.residual))
+                                float(fit.residual), _variants(self.config.koopman, trajectories, fit))
         self.windows.append(window)
         self._report(_window_metrics(window, self.step, self._losses()))
 

@@ -74,15 +74,17 @@ class WindowRecorder:
         else:
             self.buffer.append(values.detach().to("cpu", torch.float32).numpy().copy())
 
-    def fit(self, start: int, stop: int) -> KoopmanFit:
-        """The spectrum of snapshots ``[start, stop)``."""
+    def fit(self, start: int, stop: int) -> tuple[KoopmanFit, np.ndarray]:
+        """The fit of snapshots ``[start, stop)`` and the trajectories ``(M, T, k)`` it was fitted on."""
         if self.stream is not None:
-            return self.stream.fit_window(start, stop)
+            window = self.stream.window(start, stop)
+            return fit_koopman(window, delays=self.config.delays, rank=self.config.rank,
+                               solver=self.stream.solver), window
         offset = start - self.buffer_start
         window = np.stack(self.buffer[offset : stop - self.buffer_start], axis=1)  # (M, T, F)
         projected = pca_project(window, self.config.pca_components)  # (M, T, k)
         self.buffer, self.buffer_start = self.buffer[stop - self.buffer_start :], stop
-        return fit_koopman(projected, delays=self.config.delays, rank=self.config.rank)
+        return fit_koopman(projected, delays=self.config.delays, rank=self.config.rank), projected
 
     def state_dict(self) -> dict:
         return {"buffer_start": self.buffer_start,

@@ -102,3 +102,62 @@ def write_cifar10_folder(folder: Path, images_per_batch: int, seed: int = 0) -> 
                  b"labels": generator.integers(0, 10, size=images_per_batch).tolist()}
         with open(Path(folder) / name, "wb") as stream:
             pickle.dump(batch, stream)
+
+
+OBSERVATION_MAPS = {  # smooth, invertible maps: conjugate observations of one linear system
+    "identity": lambda y: y,
+    "cubic": lambda y: y + 0.1 * y**3,
+    "tanh": np.tanh,
+}
+
+
+def observed_system_spectra(condition, blocks, observation_map, n_seeds, *, n_replicas=4,
+                            n_steps=60, n_features=12, delays=2, noise=1e-3, seed_offset=0,
+                            shared=None, variants=True):
+    """Long-form spectra of a linear system with prescribed eigenvalues, one estimate per seed.
+
+    Each seed draws its own observation matrix C and initial states, observes the states x_t
+    of x_{t+1} = A x_t (A from :func:`rotation_with_decay` ``blocks``) as
+    ``y = g(C x / sqrt(n_state)) + noise``, with g one of :data:`OBSERVATION_MAPS`, and
+    estimates the Koopman eigenvalues with the project's DMD (``delays``, rank = the state
+    dimension), plus its resolution variants when ``variants``. Systems with the same ``blocks``
+    are topologically conjugate whatever the map: their answer is "equivalent"; different
+    blocks are different dynamics. ``shared``: a dict seed -> random generator state reused by
+    every condition with that seed (a paired design: seeds share C and the initial states).
+    """
+    from study.koopman import fit_koopman
+    from study.records import ESTIMATE_RECORDED, spectrum_rows
+    from study.resolution import variant_spectra
+
+    system = scipy.linalg.block_diag(*[rotation_with_decay(r, a) for r, a in blocks])
+    n_state = system.shape[0]
+    rows = []
+    for seed in range(seed_offset, seed_offset + n_seeds):
+        rng = np.random.default_rng(seed if shared is None else shared[seed])
+        observation = rng.normal(size=(n_features, n_state)) / np.sqrt(n_state)
+        states = np.empty((n_replicas, n_steps, n_state))
+        states[:, 0] = rng.normal(size=(n_replicas, n_state))
+        for step in range(1, n_steps):
+            states[:, step] = states[:, step - 1] @ system.T
+        own = np.random.default_rng([seed, abs(hash(condition)) % 2**32])
+        observed = OBSERVATION_MAPS[observation_map](states @ observation.T)
+        observed = observed + noise * own.normal(size=observed.shape)
+        fit = fit_koopman(observed, delays=delays, rank=n_state)
+        estimates = {ESTIMATE_RECORDED: fit.eigenvalues}
+        if variants:
+            estimates.update(variant_spectra(observed, delays=delays, rank=n_state,
+                                             n_eigenvalues=n_state))
+        for estimate, eigenvalues in estimates.items():
+            rows += spectrum_rows(trial_id=f"{condition}-{seed}", condition=condition, seed=seed,
+                                  window_index=0, window_start=0, window_end=n_steps,
+                                  eigenvalues=eigenvalues, residual=0.0, estimate=estimate)
+    import pandas as pd  # here: the torch-free helpers above need no pandas either
+
+    return pd.DataFrame(rows)
+
+
+# Two spectral families: FAR differs from NEAR_A by much more than the estimator's spread;
+# NEAR_B moves one pair of NEAR_A by a small, real amount (a different system all the same).
+NEAR_A = [(0.95, 0.30), (0.90, 0.70), (0.80, 1.20)]
+NEAR_B = [(0.95, 0.30), (0.90, 0.70), (0.86, 1.20)]
+FAR = [(0.99, 0.10), (0.70, 0.50), (0.60, 1.50)]

@@ -113,3 +113,27 @@ def test_analysis_never_loads_torch_even_through_pot():
                                capture_output=True, text=True, timeout=120,
                                env={k: v for k, v in os.environ.items() if not k.startswith("POT_")})
     assert completed.returncode == 0, completed.stderr
+
+
+def wasserstein_2_reference(a, b):
+    """POT's exact 2-Wasserstein between uniform measures: sqrt of the optimal mean |a - b|^2."""
+    cost = np.abs(a[:, None] - b[None, :]) ** 2
+    return np.sqrt(ot.emd2(np.full(a.size, 1 / a.size), np.full(b.size, 1 / b.size), cost))
+
+
+@pytest.mark.parametrize("size_a, size_b", [(3, 3), (10, 10), (4, 7)])
+def test_wasserstein_2_matches_pot_one_pair_and_in_the_matrix(size_a, size_b):
+    rng = np.random.default_rng(size_a * 10 + size_b)
+    spectra = [random_spectrum(rng, size_a) for _ in range(4)] + [random_spectrum(rng, size_b)]
+    matrix = pairwise_distance_matrix(spectra, metric="wasserstein-2", n_jobs=1)
+    for i in range(len(spectra)):
+        for j in range(i + 1, len(spectra)):
+            reference = wasserstein_2_reference(spectra[i], spectra[j])
+            assert matrix[i, j] == pytest.approx(reference, rel=1e-9)
+            assert spectral_distance(spectra[i], spectra[j], metric="wasserstein-2") == \
+                pytest.approx(reference, rel=1e-9)
+
+
+def test_unknown_metric_is_named():
+    with pytest.raises(ValueError, match="metric=.chebyshev."):
+        spectral_distance([1.0], [2.0], metric="chebyshev")

@@ -147,8 +147,16 @@ def test_missing_data_folder_names_the_folder_and_the_files(tmp_path):
 def test_result_rows_follow_the_record_schema():
     result = run_trial({**TINY_FCN, "window_size": 30})
     rows = result.spectrum_rows("trial-1", "width=10")
-    assert len(rows) == 12 and all(list(row) == list(records.SPECTRUM_COLUMNS) for row in rows)
-    assert [row["window_index"] for row in rows] == [0] * 6 + [1] * 6
+    assert all(list(row) == list(records.SPECTRUM_COLUMNS) for row in rows)
+    recorded = [row for row in rows if row["estimate"] == records.ESTIMATE_RECORDED]
+    assert len(recorded) == 12 and [row["window_index"] for row in recorded] == [0] * 6 + [1] * 6
+    # Every window also carries the resolution variants of its own trajectories.
+    variants = {(row["window_index"], row["estimate"]) for row in rows} - \
+        {(0, records.ESTIMATE_RECORDED), (1, records.ESTIMATE_RECORDED)}
+    assert {name for _, name in variants} <= set(records.RESOLUTION_VARIANTS)
+    assert {"coordinates", "delays+1"} <= {name for window, name in variants if window == 1}
+    without = run_trial({**TINY_FCN, "window_size": 30, "resolution_variants": False})
+    assert len(without.spectrum_rows("trial-1", "width=10")) == 12
     trial_row = result.trial_row("trial-1", "width=10")
     assert records.missing_columns(trial_row, records.TRIAL_REQUIRED_COLUMNS) == []
     assert trial_row["width"] == 10 and trial_row["status"] == "ok"
