@@ -89,7 +89,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     assert len(trials) == 6 and trials["trial_id"].is_unique and set(trials["status"]) == {"ok"}
     finished_at = trials.set_index("trial_id")["finished_at"]
     assert all(finished_at[trial_id] == value for trial_id, value in before.items())  # not rerun
-    assert not spectra.duplicated(["trial_id", "window_index", "eig_index"]).any()
+    assert not spectra.duplicated(["trial_id", "window_index", "estimate", "eig_index"]).any()
     assert set(spectra["trial_id"]) == set(trials["trial_id"])
 
 

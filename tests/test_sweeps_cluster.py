@@ -171,4 +171,4 @@ def test_hundreds_of_trials_survive_a_lost_node_and_a_killed_driver_each_recorde
     assert len(parts) == 320 and parts["trial_id"].is_unique
     spectra = pd.read_parquet(out / "spectra.parquet")
     assert set(spectra["trial_id"]) == set(trials["trial_id"])
-    assert not spectra.duplicated(["trial_id", "window_index", "eig_index"]).any()
+    assert not spectra.duplicated(["trial_id", "window_index", "estimate", "eig_index"]).any()

@@ -76,7 +76,7 @@ def test_resume_of_a_finished_sweep_reruns_nothing(local_ray, tmp_path):
     assert len(second) == 4 and second["trial_id"].is_unique
     merged = first.merge(second, on="trial_id", suffixes=("_first", "_second"))
     assert (merged["finished_at_first"] == merged["finished_at_second"]).all()
-    assert not spectra.duplicated(["trial_id", "window_index", "eig_index"]).any()
+    assert not spectra.duplicated(["trial_id", "window_index", "estimate", "eig_index"]).any()
 
 
 def test_a_checkpoint_pruned_before_the_driver_restored_it_starts_the_bundle_over(tmp_path):
