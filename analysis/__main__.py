@@ -21,7 +21,7 @@ import pandas as pd
 from analysis.importer import import_spectra_argument
 from analysis.options import AnalysisOptions, option_help
 from analysis.records import RecordsError, load_records
-from analysis.report import analyse_records
+from analysis.report import OUTPUT_FOLDER, analyse_records
 from analysis.summary import verdict_sentences
 from analysis.synthetic import write_synthetic_records
 
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--import", dest="imports", action="append", default=[],
                         metavar="FILE=CONDITION",
                         help="spectra from outside the sweep as their own condition (.npy or table)")
+    parser.add_argument("--output-folder", default=OUTPUT_FOLDER,
+                        help=f"sub-folder of DIR for the outputs ({OUTPUT_FOLDER}); keeps a "
+                             "comparison with imported spectra apart from the sweep's own analysis")
     parser.add_argument("--smoke-test", action="store_true",
                         help="write synthetic records into DIR (or a temporary folder) and analyse them")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
@@ -66,7 +69,7 @@ def main(argv=None) -> int:
         records = load_records(directory)
         for argument in arguments.imports:
             records = import_spectra_argument(records, argument)
-        result = analyse_records(records, options)
+        result = analyse_records(records, options, output_folder=arguments.output_folder)
     except (RecordsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

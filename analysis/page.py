@@ -15,10 +15,7 @@ from analysis import tables
 from analysis.records import config_summary
 from analysis.summary import verdict_sentences
 
-PAIR_COLUMNS = ["condition_a", "condition_b", "verdict", "ratio", "ratio_low", "ratio_high",
-                "margin", "margin_source", "effect", "spread", "resolution", "paired",
-                "n_seeds_a", "n_seeds_b", "seeds_needed", "mean_between",
-                "p_same_distribution_holm"]
+MAX_PAGE_PAIRS = 200  # more pairs than a page can show: the full table is pairwise_tests.csv
 CLASS_COLUMNS = ["condition", "conjugacy_class", "n_seeds", "spread", "resolution",
                  "equivalent_to", "undetermined_with", "distinct_from", "note"]
 FIGURE_TITLES = {"effects_figure": "Effects against the margin",
@@ -42,6 +39,30 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f7f7f7;padding:.6em;
 .verdict-equivalent{color:#1d7a6e;font-weight:600} .verdict-distinct{color:#c4492a;font-weight:600}
 .verdict-undetermined{color:#5c6778;font-weight:600}
 """
+
+
+def _short(value) -> str:
+    return "" if pd.isna(value) else f"{value:.3g}"
+
+
+def pair_display(pairwise: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """The pairwise table in the few columns a page can show (every column is in the CSV)."""
+    shown = pairwise.head(MAX_PAGE_PAIRS)
+    margin_note = shown["margin_source"].map({"resolution": " (resolution)"}).fillna("")
+    return pd.DataFrame({
+        "pair": shown["condition_a"].astype(str) + " vs " + shown["condition_b"].astype(str),
+        "verdict": shown["verdict"],
+        f"effect ratio ({confidence:.0%} interval)": [
+            "" if pd.isna(r) else f"{_short(r)} ({_short(lo)}–{_short(hi)})"
+            for r, lo, hi in zip(shown["ratio"], shown["ratio_low"], shown["ratio_high"])],
+        "margin": [_short(m) + note for m, note in zip(shown["margin"], margin_note)],
+        "effect": shown["effect"].map(_short), "spread": shown["spread"].map(_short),
+        "resolution": shown["resolution"].map(_short),
+        "seeds": shown["n_seeds_a"].astype(str) + " / " + shown["n_seeds_b"].astype(str)
+                 + shown["paired"].map({True: " paired", False: ""}),
+        "seeds needed": shown["seeds_needed"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}"),
+        "p identical (Holm)": shown["p_same_distribution_holm"].map(_short),
+    })
 
 
 def method_text(result, records, options) -> str:
@@ -68,7 +89,7 @@ def report_sections(result, records, options) -> list:
         sections.append((FIGURE_TITLES["effects_figure"], "figure", result.files["effects_figure"].name))
     sections += [
         ("Conjugacy classes", "table", conjugacy.classes.reindex(columns=CLASS_COLUMNS)),
-        ("Verdicts per pair", "table", conjugacy.pairwise.reindex(columns=PAIR_COLUMNS)),
+        ("Verdicts per pair", "table", pair_display(conjugacy.pairwise, options.confidence)),
         ("Estimator resolution per condition", "table", conjugacy.resolution),
         ("Distances between conditions (mean, sd over seed pairs)", "table",
          tables.condition_distance_summary(conjugacy.units, conjugacy.distances)),

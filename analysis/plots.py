@@ -208,7 +208,7 @@ def plot_effects(pairwise: pd.DataFrame, *, confidence: float) -> plt.Figure:
     axis.set_xlabel(f"distance between centres / seed-to-seed spread ({confidence:.0%} interval; "
                     "| = margin)")
     handles = [plt.Line2D([], [], color=c, linewidth=2.5, label=v) for v, c in VERDICT_COLOURS.items()]
-    axis.legend(handles=handles, loc="lower right", fontsize=8, frameon=True)
+    axis.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     axis.set_ylim(-0.7, len(frame) - 0.3)
     axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()

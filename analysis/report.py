@@ -46,9 +46,11 @@ def run_analysis(directory, options: AnalysisOptions = AnalysisOptions()) -> Ana
     return analyse_records(records, options)
 
 
-def analyse_records(records: Records, options: AnalysisOptions = AnalysisOptions()) -> AnalysisResult:
-    """Verdicts, tables, figures and report of loaded records, written to their folder."""
-    output = Path(records.directory) / OUTPUT_FOLDER
+def analyse_records(records: Records, options: AnalysisOptions = AnalysisOptions(), *,
+                    output_folder: str = OUTPUT_FOLDER) -> AnalysisResult:
+    """Verdicts, tables, figures and report of loaded records, written to
+    ``<records folder>/<output_folder>``."""
+    output = Path(records.directory) / output_folder
     output.mkdir(parents=True, exist_ok=True)
     notes = list(records.notes)
     try:
