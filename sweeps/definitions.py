@@ -1,6 +1,6 @@
-"""The named sweeps: one per experiment of PAPER.md, each with a full and a ``--quick`` preset.
+"""The named sweeps: one per experiment of the paper, each with a full and a ``--quick`` preset.
 
-Full presets use the paper's settings where it gives them (PAPER.md, "The experiments");
+Full presets use the paper's settings where it gives them (its section "The experiments");
 where the paper is silent, the choice is ours and the comment beside it says so. Presets on
 MNIST need ``data_dir`` (``--set data_dir=/path/to/mnist``); every ``--quick`` preset runs on
 the built-in handwritten digits (scikit-learn's 8x8 ``load_digits``) or on generated data, in a
@@ -17,7 +17,7 @@ from sweeps.spec import SweepSpec
 # The paper's FCN delays d = 32 * 10 / h keep the embedded dimension about equal across widths.
 FCN_WIDTH_POINTS = ({"width": 5, "delays": 64}, {"width": 10, "delays": 32}, {"width": 40, "delays": 8})
 
-# The paper's FCN recipe (PAPER.md, width experiment): SGD lr 0.1, batch 60, output layer, rank 10.
+# The paper's FCN recipe (its width experiment): SGD lr 0.1, batch 60, output layer, rank 10.
 FCN_BASE = {
     "trial_type": "network",
     "model": "fcn",

@@ -1,19 +1,19 @@
 """The Ray Tune launcher: the one module of the project that speaks Ray.
 
-Ray's reporting API has changed four times; keeping every Ray call here (``ray.init``,
+Ray's reporting API has changed several times; keeping every Ray call here (``ray.init``,
 ``tune.Tuner``/``Tuner.restore``, ``tune.report``, ``tune.get_checkpoint``, ``tune.Checkpoint``,
 ``tune.Callback``, ``ray.get_gpu_ids``) means the next change touches one file.
 
 How a sweep runs: the validated setups are dealt round-robin into *bundles*, one bundle per
 free slot (CPU, or GPU fraction, per Tune trial). Each Tune trial runs one bundle's setups one
-after another in-process (:func:`sweeps.trainable.run_bundle`), reporting through
-``tune.report`` as Koopman windows close and checkpointing (``tune.Checkpoint`` of a folder
-holding the pickled bundle state) at the trial's checkpoint moments and after every setup.
-A Tune trial lost with its node is retried (``FailureConfig.max_failures``) from its last
-checkpoint: finished setups are skipped, the one in progress resumes through
+after another in-process (:func:`sweeps.bundle.run_bundle`), handing over finished trials'
+records in batches through ``tune.report`` and checkpointing its progress (which setups are
+done, the state of the one in progress) as a ``tune.Checkpoint`` of a folder with one small
+pickle. A Tune trial lost with its node is retried (``FailureConfig.max_failures``) from its
+last checkpoint: finished setups are skipped, the one in progress resumes through
 ``run_trial(..., resume_state=...)``. The driver writes the records (:mod:`sweeps.records`)
-from the reported results in a :class:`RecordsCallback`, so a cluster's workers need no shared
-folder for them; only Tune's ``storage_path`` must be shared (or a bucket) on a cluster.
+in a :class:`RecordsCallback`, so a cluster's workers need no shared folder for them; only
+Tune's ``storage_path`` must be shared (or a bucket) on a cluster.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,9 +36,11 @@ import ray
 from ray import tune
 
 from study.records import PACKAGE_VERSION
-from sweeps.records import ThrottledConsolidator, consolidate, finished_trial_ids, write_trial_records
+from sweeps.bundle import (EVENT_TRIALS_DONE, SETUPS_PER_TASK_WHEN_SCALING, failed_row, plan_bundles,
+                           run_bundle)
+from sweeps.progress import ProgressSettings, SweepProgress
+from sweeps.records import consolidate, finished_trial_ids, write_batch_records, write_trial_records
 from sweeps.spec import SweepSpec, TrialSetup, spec_from_dict, spec_to_dict, validate
-from sweeps.trainable import EVENT_TRIAL_DONE, failed_row, run_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +48,11 @@ EXPERIMENT_NAME = "tune"  # DIR/tune holds Tune's experiment state (what `resume
 SWEEP_FILE = "sweep.json"  # provenance: spec, options, package and Ray versions, command
 STATE_FILE = "bundle_state.pkl"  # inside each Tune checkpoint folder
 DEFAULT_OBJECT_STORE_BYTES = 256 * 2**20  # results are small dicts; cap Ray's shared memory
-# Trials per Tune trial when the cluster has no free slot yet (an autoscaler will add nodes).
-SETUPS_PER_TASK_WHEN_SCALING = 4
-
-# Tune's default loggers write every result (eigenvalue lists included) to JSON/CSV/TensorBoard
-# per trial; the records already hold everything, so skip that per-report cost.
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-# A snapshot of the experiment state after each checkpoint is what lets `resume` skip work; its
-# "may become a bottleneck" warning is expected for small trials.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-# Tune's own progress tables would bury the per-trial lines the records callback logs.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# Without the auto loggers Tune's result grid warns that result.json is missing; records hold it.
-logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+# Checkpoints Tune keeps per bundle. Tune snapshots its experiment state every this many
+# checkpoints of a trial and deletes the oldest beyond it, so the snapshot's checkpoint is
+# nearly always still there; where it is not, the bundle starts over from the records on
+# disk (_load_state). Small, because each is a few hundred bytes plus a folder.
+CHECKPOINTS_KEPT = 4
 QUIET_WORKER_LOGGERS = ("ray.train", "ray.tune")  # "Checkpoint successfully created" per report
 
 
@@ -74,6 +69,20 @@ class LaunchOptions:
     num_gpus: int | None = None  # local Ray only; None: this machine's GPUs
     object_store_bytes: int = DEFAULT_OBJECT_STORE_BYTES  # local Ray only
     storage_path: str | None = None  # None: the output folder (use shared storage on a cluster)
+
+
+def quiet_tune() -> None:
+    """Tune settings for many small trials; called before a Tuner is made, never at import."""
+    # Tune's default loggers write every result to JSON/CSV/TensorBoard per trial; the records
+    # already hold everything, so skip that per-report cost.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Snapshots forced every CHECKPOINTS_KEPT checkpoints are what keep `resume` exact; the
+    # "may become a bottleneck" warning about them is expected.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's own progress tables would bury the sweep's progress line.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Without the auto loggers Tune's result grid warns that result.json is missing; records hold it.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def init_ray(options: LaunchOptions) -> None:
@@ -113,34 +122,32 @@ def count_slots(options: LaunchOptions) -> int:
     return max(slots, 0)
 
 
-def plan_bundles(setups: Sequence[TrialSetup], n_slots: int, setups_per_task: int | None) -> list[list[str]]:
-    """Deal setup ids round-robin into bundles, so each bundle mixes the grid's conditions."""
-    if setups_per_task is None and n_slots < 1:
-        setups_per_task = SETUPS_PER_TASK_WHEN_SCALING
-    if setups_per_task is not None:
-        n_bundles = math.ceil(len(setups) / setups_per_task)
-    else:
-        n_bundles = min(len(setups), n_slots)
-    bundles: list[list[str]] = [[] for _ in range(max(n_bundles, 1))]
-    for index, setup in enumerate(setups):
-        bundles[index % len(bundles)].append(setup.trial_id)
-    return [bundle for bundle in bundles if bundle]
-
-
 def _setup_payload(setup: TrialSetup) -> dict:
     return {"trial_id": setup.trial_id, "condition": setup.condition, "seed": setup.seed,
             "config": dict(setup.config)}
 
 
 def _load_state(checkpoint) -> dict | None:
+    """The bundle state in ``checkpoint``; None (start over) where it cannot be read.
+
+    Tune prunes old checkpoints as the sweep goes; a driver killed in the moment between a
+    pruning and its next snapshot restores a checkpoint that is gone. Starting the bundle over
+    is then safe: its finished setups have records on disk and are skipped.
+    """
     if checkpoint is None:
         return None
-    with checkpoint.as_directory() as folder:
-        with open(os.path.join(folder, STATE_FILE), "rb") as handle:
-            return pickle.load(handle)
+    try:
+        with checkpoint.as_directory() as folder:
+            with open(os.path.join(folder, STATE_FILE), "rb") as handle:
+                return pickle.load(handle)
+    except (OSError, EOFError, pickle.UnpicklingError) as error:
+        logger.warning("checkpoint %s is unreadable (%s): the bundle starts over, skipping the "
+                       "setups with records", checkpoint.path, error)
+        return None
 
 
-def bundle_trainable(config: dict, *, bundles: list[list[dict]], skip_trial_ids: list[str]) -> None:
+def bundle_trainable(config: dict, *, bundles: list[list[dict]], skip_trial_ids: list[str],
+                     generation: str) -> None:
     """Tune function trainable: run bundle ``config['bundle_index']`` (see module docstring)."""
     bundle_started_at = time.time()
     for name in QUIET_WORKER_LOGGERS:
@@ -164,30 +171,61 @@ def bundle_trainable(config: dict, *, bundles: list[list[dict]], skip_trial_ids:
                 pickle.dump(state, handle)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run_bundle(setups, emit, resume=resume, skip_trial_ids=skip_trial_ids, placement=placement)
+    run_bundle(setups, emit, resume=resume, skip_trial_ids=skip_trial_ids, placement=placement,
+               generation=generation)
 
 
 class RecordsCallback(tune.Callback):
-    """Driver-side writer: one part file per finished setup, consolidated as they come.
+    """Driver-side writer: one pair of part files per batch of finished setups, and progress.
 
-    Module level so that Tune can pickle it with the experiment state for `resume`.
+    Module level so that Tune can pickle it with the experiment state for `resume`; what it
+    builds while running (the progress line, the per-bundle counters) is left out of the pickle
+    and made again in :meth:`setup`, so the pickle stays the same size however long the sweep.
     """
 
     def __init__(self, out_dir: Path, n_total: int):
-        self.consolidator = ThrottledConsolidator(out_dir)
         self.out_dir, self.n_total = Path(out_dir), n_total
+        self._start_run()
+
+    def _start_run(self) -> None:
+        # Records of a bundle arrive in bundle order; one arriving below the bundle's mark was
+        # recorded already (a retried Tune trial ran it again from an older checkpoint).
+        self.recorded_up_to: dict[int, int] = {}
+        self.progress: SweepProgress | None = None
+
+    def __getstate__(self):
+        return {"out_dir": self.out_dir, "n_total": self.n_total}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._start_run()
+
+    def setup(self, **info):
+        self._start_run()
+        # sweep.json says where progress goes this run (`resume` may say otherwise than `run`).
+        settings = ProgressSettings(**read_sweep_file(self.out_dir).get("progress", {}))
+        self.progress = SweepProgress(self.n_total, len(finished_trial_ids(self.out_dir)), settings)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result.get("event") != EVENT_TRIAL_DONE:
+        if result.get("event") != EVENT_TRIALS_DONE:
             return
-        row = result["trial_row"]
-        write_trial_records(self.out_dir, row, result["spectrum_rows"])
-        self.consolidator.trial_written()
-        done = len(finished_trial_ids(self.out_dir))
-        logger.info("trial %s %s (%d/%d)", row["trial_id"], row["status"], done, self.n_total)
+        bundle = trial.config["bundle_index"]
+        fresh = [payload for payload in result["trials"] if payload["position"] >= self.recorded_up_to.get(bundle, 0)]
+        if not fresh:
+            return
+        write_batch_records(self.out_dir, fresh, bundle_index=bundle)
+        self.recorded_up_to[bundle] = fresh[-1]["position"] + 1
+        if self.progress is None:
+            self.setup()
+        for payload in fresh:
+            row = payload["trial_row"]
+            self.progress.trial_finished(row["trial_id"], row["status"], row.get("message", ""),
+                                         row.get("diverged_step"))
+        self.progress.batch_done()
 
     def on_experiment_end(self, trials, **info):
-        self.consolidator.flush()
+        if self.progress is not None:
+            self.progress.close()
 
 
 def _trial_name(trial) -> str:
@@ -196,47 +234,37 @@ def _trial_name(trial) -> str:
 
 def _trainable(bundles: list[list[dict]], skip: Sequence[str], options: LaunchOptions):
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
-    trainable = tune.with_parameters(bundle_trainable, bundles=bundles, skip_trial_ids=list(skip))
+    trainable = tune.with_parameters(bundle_trainable, bundles=bundles, skip_trial_ids=list(skip),
+                                     generation=uuid.uuid4().hex)  # a new id for every driver run
     return tune.with_resources(trainable, resources)
 
 
-def _run_config(out_dir: Path, options: LaunchOptions, n_total: int):
+def _run_config(out_dir: Path, options: LaunchOptions, n_total: int, callbacks: Sequence = ()):
     return tune.RunConfig(
         name=EXPERIMENT_NAME,
         storage_path=options.storage_path or str(out_dir),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        # Every checkpoint kept while the sweep runs: Tune deletes old ones from the driver, and a
-        # driver killed between a deletion and its next state snapshot would leave `resume`
-        # pointing at a deleted checkpoint. Finished sweeps are pruned (_prune_checkpoints).
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        callbacks=[RecordsCallback(out_dir, n_total)],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
+        callbacks=[RecordsCallback(out_dir, n_total), *callbacks],
         verbose=0,
     )
 
 
-def _reconcile(out_dir: Path, results, setups_by_bundle: list[list[dict]]) -> None:
-    """Write any record the driver missed, from the final checkpoints; mark lost setups failed."""
-    done = finished_trial_ids(out_dir)
-    for result in results:
-        state = _load_state(result.checkpoint) if result.checkpoint else None
-        for trial_id, payload in (state or {}).get("completed", {}).items():
-            if trial_id not in done:
-                write_trial_records(out_dir, payload["trial_row"], payload["spectrum_rows"])
-                done.add(trial_id)
-    lost = [setup for bundle in setups_by_bundle for setup in bundle if setup["trial_id"] not in done]
+def _mark_lost_setups_failed(out_dir: Path, results, setups_by_bundle: list[list[dict]]) -> None:
+    """Setups of Tune trials that failed after every retry get a failed record naming the error."""
     errors = [str(result.error) for result in results if result.error]
-    for setup in lost:
-        if not errors:
-            continue  # not an error: an interrupted run; `resume` will run it
-        message = f"Tune trial failed after retries: {errors[0][:500]}"
-        write_trial_records(out_dir, failed_row(setup, message, 0.0), [])
+    if not errors:
+        return  # not an error: an interrupted run; `resume` will run what is left
+    done = finished_trial_ids(out_dir)
+    for setup in (setup for bundle in setups_by_bundle for setup in bundle):
+        if setup["trial_id"] not in done:
+            write_trial_records(out_dir, failed_row(setup, f"Tune trial failed after retries: {errors[0][:500]}", 0.0), [])
 
 
 def _prune_checkpoints(experiment: Path) -> None:
     """Keep only each bundle's last checkpoint once every trial has its records.
 
-    The last one holds the bundle's records (provenance); the others only served resumption.
-    Local storage only: a bucket is left as it is.
+    The others only served resumption. Local storage only: a bucket is left as it is.
     """
     if not experiment.is_dir():
         return
@@ -245,11 +273,18 @@ def _prune_checkpoints(experiment: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_sweep_file(out_dir: Path, spec: SweepSpec, options: LaunchOptions, bundles: list[list[str]],
-                      command: Sequence[str] | None) -> None:
-    payload = {
+def _write_sweep_file(out_dir: Path, payload: dict) -> None:
+    temporary = out_dir / f".{SWEEP_FILE}.tmp"
+    temporary.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(temporary, out_dir / SWEEP_FILE)
+
+
+def _sweep_file_payload(spec: SweepSpec, options: LaunchOptions, bundles: list[list[str]],
+                        command: Sequence[str] | None, progress: ProgressSettings) -> dict:
+    return {
         "spec": spec_to_dict(spec),
         "options": asdict(options),
+        "progress": asdict(progress),
         "bundles": bundles,
         "package_version": PACKAGE_VERSION,
         "ray_version": ray.__version__,
@@ -257,13 +292,11 @@ def _write_sweep_file(out_dir: Path, spec: SweepSpec, options: LaunchOptions, bu
         "command": list(command) if command is not None else sys.argv,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    temporary = out_dir / f".{SWEEP_FILE}.tmp"
-    temporary.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(temporary, out_dir / SWEEP_FILE)
 
 
 def _fit(out_dir: Path, setups: list[TrialSetup], bundles: list[list[str]], options: LaunchOptions,
-         *, restore: bool):
+         *, n_total: int, restore: bool, callbacks: Sequence = ()):
+    quiet_tune()
     by_id = {setup.trial_id: _setup_payload(setup) for setup in setups}
     setups_by_bundle = [[by_id[trial_id] for trial_id in bundle] for bundle in bundles]
     skip = sorted(finished_trial_ids(out_dir))
@@ -277,21 +310,26 @@ def _fit(out_dir: Path, setups: list[TrialSetup], bundles: list[list[str]], opti
             trainable,
             param_space={"bundle_index": tune.grid_search(list(range(len(bundles))))},
             tune_config=tune.TuneConfig(trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=_run_config(out_dir, options, len(setups)),
+            run_config=_run_config(out_dir, options, n_total, callbacks),
         )
-    results = tuner.fit()
-    _reconcile(out_dir, results, setups_by_bundle)
-    if not [setup for bundle in setups_by_bundle for setup in bundle
-            if setup["trial_id"] not in finished_trial_ids(out_dir)]:
+    try:
+        results = tuner.fit()
+        _mark_lost_setups_failed(out_dir, results, setups_by_bundle)
+    finally:  # an interrupted driver still leaves the consolidated tables of what it has
+        trials_and_spectra = consolidate(out_dir)
+    if set(by_id) <= set(trials_and_spectra[0]["trial_id"]):
         _prune_checkpoints(Path(experiment))
-    return consolidate(out_dir)
+    return trials_and_spectra
 
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, options: LaunchOptions = LaunchOptions(),
-              *, command: Sequence[str] | None = None):
+              *, command: Sequence[str] | None = None, progress: ProgressSettings = ProgressSettings(),
+              callbacks: Sequence = ()):
     """Validate ``spec``, run it on Ray and write DIR's records; returns (trials, spectra).
 
     Every setup is validated before Ray starts: a wrong key or value raises SweepSpecError.
+    ``progress`` says where the progress line goes (default: plain lines through logging);
+    ``callbacks`` are more ``tune.Callback`` objects (a benchmark's probes).
     """
     setups = validate(spec)
     out_dir = Path(out_dir).resolve()
@@ -299,8 +337,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, options: LaunchOptions = Lau
     init_ray(options)
     bundles = plan_bundles(setups, count_slots(options), options.setups_per_task)
     logger.info("sweep %s: %d trials in %d Tune trials -> %s", spec.name, len(setups), len(bundles), out_dir)
-    _write_sweep_file(out_dir, spec, options, bundles, command)
-    return _fit(out_dir, setups, bundles, options, restore=False)
+    _write_sweep_file(out_dir, _sweep_file_payload(spec, options, bundles, command, progress))
+    return _fit(out_dir, setups, bundles, options, n_total=len(setups), restore=False, callbacks=callbacks)
 
 
 def read_sweep_file(out_dir: str | Path) -> dict:
@@ -310,31 +348,35 @@ def read_sweep_file(out_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def resume_sweep(out_dir: str | Path, *, address: str | None = None):
-    """Finish an interrupted sweep in ``out_dir`` without rerunning its finished trials."""
+def resume_sweep(out_dir: str | Path, *, address: str | None = None, progress: ProgressSettings | None = None):
+    """Finish an interrupted sweep in ``out_dir`` without rerunning its finished trials.
+
+    ``progress``: where the progress line goes (default: as the first run said).
+    """
     out_dir = Path(out_dir).resolve()
     saved = read_sweep_file(out_dir)
     spec = spec_from_dict(saved["spec"], source=str(out_dir / SWEEP_FILE))
     # The cluster of the first run may be gone: join the one named now (or RAY_ADDRESS / local).
     options = LaunchOptions(**{**saved["options"], "address": address})
+    if progress is not None:
+        saved["progress"] = asdict(progress)
+        _write_sweep_file(out_dir, saved)
     setups = validate(spec)
     init_ray(options)
     experiment = os.path.join(options.storage_path or str(out_dir), EXPERIMENT_NAME)
     if tune.Tuner.can_restore(experiment):
         logger.info("resuming Tune experiment %s", experiment)
-        return _fit(out_dir, setups, saved["bundles"], options, restore=True)
+        return _fit(out_dir, setups, saved["bundles"], options, n_total=len(setups), restore=True)
     # Killed before Tune saved its state: start the setups without records afresh.
     done = finished_trial_ids(out_dir)
     remaining = [setup for setup in setups if setup.trial_id not in done]
     if not remaining:
         return consolidate(out_dir)
     bundles = plan_bundles(remaining, count_slots(options), options.setups_per_task)
-    saved["bundles"] = bundles
-    (out_dir / SWEEP_FILE).write_text(json.dumps(saved, indent=2, default=str))
-    return _fit(out_dir, remaining, bundles, options, restore=False)
+    _write_sweep_file(out_dir, {**saved, "bundles": bundles})
+    return _fit(out_dir, remaining, bundles, options, n_total=len(setups), restore=False)
 
 
 def shutdown_ray() -> None:
     if ray.is_initialized():
         ray.shutdown()
-

@@ -4,7 +4,7 @@ A :class:`SweepSpec` expands into :class:`TrialSetup` objects, one per (grid poi
 is a *trial* in the records (``trials.parquet`` has one row per setup). Every setup's flat
 config is validated through ``study.config.TrialConfig.from_flat_dict`` before anything is
 launched, so a wrong key or value fails early with a message naming the key, the value and
-the grid point (STYLE.md, habit 12).
+the grid point: a person can fix it before any trial has run.
 
 Pure Python: no Ray here, so specs can be built, listed and validated without a cluster.
 """

@@ -74,8 +74,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     finally:
         _kill_group(driver)  # and the local Ray it started goes with it
     assert 2 <= len(finished_before) < 6, "the driver must die between the first and the last trial"
-    before = {trial_id: pd.read_parquet(out / "records" / f"{trial_id}.trial.parquet")["finished_at"][0]
-              for trial_id in finished_before}
+    parts = pd.concat([pd.read_parquet(path) for path in (out / "records").glob("*.trial.parquet")])
+    before = dict(zip(parts["trial_id"], parts["finished_at"]))
 
     # Resume with the default analysis stage: the conjugacy table is printed at the end.
     resumed = subprocess.run([PYTHON, "-m", "sweeps", "resume", str(out)], cwd=ROOT,
@@ -89,8 +89,31 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     assert len(trials) == 6 and trials["trial_id"].is_unique and set(trials["status"]) == {"ok"}
     finished_at = trials.set_index("trial_id")["finished_at"]
     assert all(finished_at[trial_id] == value for trial_id, value in before.items())  # not rerun
-    assert not spectra.duplicated(["trial_id", "window_index", "eig_index"]).any()
+    assert not spectra.duplicated(["trial_id", "window_index", "estimate", "eig_index"]).any()
     assert set(spectra["trial_id"]) == set(trials["trial_id"])
+
+
+def test_a_sweep_whose_every_trial_fails_exits_non_zero_naming_the_failures(tmp_path):
+    # The files are there (so the check before Ray lets the sweep start) but empty: every
+    # trial fails inside its worker, as a corrupt data folder on a cluster would.
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (folder / name).write_bytes(b"")
+    sweep = tmp_path / "broken.yaml"
+    sweep.write_text(textwrap.dedent(f"""
+        name: broken
+        base: {{trial_type: network, dataset: mnist, data_dir: {folder}, model: fcn, width: 5,
+               n_steps: 20, n_replicas: 2, delays: 2}}
+        seeds: [0, 1]
+    """))
+    completed = subprocess.run([PYTHON, "-m", "sweeps", "run", str(sweep), "--out", str(tmp_path / "out"),
+                                "--num-cpus", "1"], cwd=ROOT, env=_environment(), capture_output=True,
+                               text=True, timeout=300, start_new_session=True)
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    assert completed.stdout.strip().splitlines()[-1] == "2 trials: 2 failed (every trial failed: exit status 1)"
+    assert "trial base-seed0 failed:" in completed.stderr and "trial base-seed1 failed:" in completed.stderr
+    assert "2/2 trials (2 failed)" in completed.stderr  # the progress line's last state
 
 
 def _free_port() -> int:
@@ -147,7 +170,7 @@ def test_job_submission_to_a_local_head_with_a_token(tmp_path):
         out = tmp_path / "out"
         # The job is the CLI's smoke mode: omd_ogd's quick preset, first two seeds (6 trials).
         command = [RAY, "job", "submit", "--address", url, "--working-dir", str(working_dir), "--",
-                   "python", "-m", "sweeps", "run", "omd_ogd", "--smoke", "--out", str(out), "--no-analysis"]
+                   "python", "-m", "sweeps", "run", "omd_ogd", "--smoke-test", "--out", str(out), "--no-analysis"]
         # The job server answers `job list` before the head's job agent has registered; until
         # it has, a submission is refused with "try again later" (seen on a loaded machine).
         for _attempt in range(12):

@@ -1,18 +1,27 @@
 """Multi-node fault tolerance on a real Ray cluster (``ray.cluster_utils.Cluster``).
 
-A head (no CPUs: it only hosts the driver) and two 1-CPU worker nodes. While the sweep runs,
+A head (no CPUs: it only hosts the driver) and two 1-CPU worker nodes. While a sweep runs,
 the worker holding a Tune trial that has just checkpointed in the middle of a setup is removed.
 The sweep must still finish with every trial ``ok`` and every spectrum present, and the lost
 setup must have resumed from its checkpoint (``resume_count`` >= 1 in trials.parquet) rather
-than started over.
+than started over. At a larger size, a few hundred trials lose a worker node and then their
+driver (a real ``python -m sweeps run`` process, killed), and ``resume`` finishes them: every
+trial is recorded exactly once.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
+
+import pandas as pd
 
 import pytest
 
@@ -20,6 +29,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from sweeps.launcher import STATE_FILE, LaunchOptions, run_sweep, shutdown_ray  # noqa: E402
+from sweeps.records import finished_trial_ids  # noqa: E402
 from sweeps.spec import SweepSpec  # noqa: E402
 
 # Eight windows of 250 steps per setup: a checkpoint at each window end gives the removal a
@@ -59,7 +69,7 @@ def _mid_setup_checkpoint(storage: Path) -> dict | None:
 
 
 def _remove_worker_mid_setup(cluster, workers, out_dir: Path, removed: list) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # Ray's and the workers' start-up take minutes on a busy machine
     while time.monotonic() < deadline:
         state = _mid_setup_checkpoint(out_dir)
         if state is not None:
@@ -103,3 +113,62 @@ def test_sweep_survives_losing_a_worker_node_and_resumes_from_checkpoint(cluster
     lost = trials.set_index("trial_id").loc[removed[0]]
     assert lost["resume_count"] >= 1
     assert trials["node_id"].nunique() >= 2
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# 320 validation trials (OMD and OGD x 160 seeds): tens of milliseconds each, so the sweep lasts
+# long enough to lose a node and then its driver, and is still a few hundred trials.
+MANY_TRIALS = """
+    name: many
+    base: {trial_type: validation, n_steps: 400, delays: 4, rank: null, validation_step_size: 0.01}
+    grid: {validation_method: [omd, ogd]}
+    n_seeds: 160
+"""
+
+
+def _wait_for_records(out: Path, at_least: int, driver: subprocess.Popen, deadline_s: float = 300) -> int:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and driver.poll() is None:
+        count = len(finished_trial_ids(out))
+        if count >= at_least:
+            return count
+        time.sleep(0.05)
+    return len(finished_trial_ids(out))
+
+
+def test_hundreds_of_trials_survive_a_lost_node_and_a_killed_driver_each_recorded_once(cluster, tmp_path):
+    head_cluster, _ = cluster
+    sweep, out = tmp_path / "many.yaml", tmp_path / "out"
+    sweep.write_text(textwrap.dedent(MANY_TRIALS))
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "sweeps", "run", str(sweep), "--out", str(out), "--address",
+               head_cluster.address, "--no-analysis"]
+    driver = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert _wait_for_records(out, 10, driver) >= 10, "the sweep recorded no trial"
+        victim = next(node for node in head_cluster.worker_nodes)
+        head_cluster.remove_node(victim, allow_graceful=False)  # a worker node is lost mid-sweep
+        head_cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+        at_loss = len(finished_trial_ids(out))
+        recorded_at_kill = _wait_for_records(out, at_loss + 40, driver)
+        assert driver.poll() is None, "the driver finished before it could be killed"
+        os.killpg(driver.pid, signal.SIGKILL)  # and then the driver, without clean-up
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert recorded_at_kill < 320
+    resumed = subprocess.run([sys.executable, "-m", "sweeps", "resume", str(out), "--address",
+                              head_cluster.address, "--no-analysis"], cwd=ROOT, env=environment,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.strip().splitlines()[-1] == "320 trials: 320 ok"
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 320 and trials["trial_id"].is_unique and set(trials["status"]) == {"ok"}
+    # Exactly once on disk too: no part file repeats a trial another part holds.
+    parts = pd.concat([pd.read_parquet(path, columns=["trial_id"]) for path in (out / "records").glob("*.trial.parquet")])
+    assert len(parts) == 320 and parts["trial_id"].is_unique
+    spectra = pd.read_parquet(out / "spectra.parquet")
+    assert set(spectra["trial_id"]) == set(trials["trial_id"])
+    assert not spectra.duplicated(["trial_id", "window_index", "estimate", "eig_index"]).any()

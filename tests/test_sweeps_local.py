@@ -76,4 +76,37 @@ def test_resume_of_a_finished_sweep_reruns_nothing(local_ray, tmp_path):
     assert len(second) == 4 and second["trial_id"].is_unique
     merged = first.merge(second, on="trial_id", suffixes=("_first", "_second"))
     assert (merged["finished_at_first"] == merged["finished_at_second"]).all()
-    assert not spectra.duplicated(["trial_id", "window_index", "eig_index"]).any()
+    assert not spectra.duplicated(["trial_id", "window_index", "estimate", "eig_index"]).any()
+
+
+def test_a_checkpoint_pruned_before_the_driver_restored_it_starts_the_bundle_over(tmp_path):
+    import pickle
+
+    from ray import tune
+
+    from sweeps.launcher import STATE_FILE, _load_state
+
+    folder = tmp_path / "checkpoint_000003"
+    folder.mkdir()
+    (folder / STATE_FILE).write_bytes(pickle.dumps({"format": 2, "position": 3}))
+    checkpoint = tune.Checkpoint.from_directory(str(folder))
+    assert _load_state(checkpoint)["position"] == 3
+    (folder / STATE_FILE).unlink()
+    folder.rmdir()  # Tune deleted it between its last snapshot and the driver's death
+    assert _load_state(checkpoint) is None  # the bundle starts over, skipping trials with records
+
+
+def test_importing_the_launcher_changes_no_environment_and_no_logger():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # Ray's own import sets variables (RAY_CLIENT_MODE); what the launcher would add comes after.
+    script = ("import logging, os; import ray, ray.tune; before = dict(os.environ); "
+              "levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}; "
+              "import sweeps.launcher, sweeps.bundle, sweeps.records, sweeps.progress, sweeps.cli; "
+              "after = {name: logging.getLogger(name).level for name in levels}; "
+              "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items()); "
+              "assert after == levels, {k: (levels[k], after[k]) for k in levels if levels[k] != after[k]}")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", script], cwd=root, check=True, env={"PYTHONPATH": str(root), "PATH": ""})

@@ -18,7 +18,7 @@ from sweeps.cli import main as cli_main
 from sweeps.definitions import SWEEPS, get_sweep
 from sweeps.records import consolidate, finished_trial_ids, write_trial_records
 from sweeps.spec import SweepSpec, SweepSpecError, expand, load_spec_file, validate, with_overrides
-from sweeps.trainable import EVENT_TRIAL_DONE, run_bundle
+from sweeps.bundle import EVENT_TRIALS_DONE, run_bundle
 
 # A trial that trains in about a second: 2 replicas of a 64 -> 5 -> 10 net on 300 digits.
 TINY = {"trial_type": "network", "dataset": "digits", "model": "fcn", "width": 5, "n_steps": 100,
@@ -176,17 +176,21 @@ def _setups(configs: list[dict]) -> list[dict]:
             for index, config in enumerate(configs)]
 
 
+def _finished(events: list[dict]) -> list[dict]:
+    return [payload for metrics in events if metrics["event"] == EVENT_TRIALS_DONE for payload in metrics["trials"]]
+
+
 def test_bundle_resumed_mid_trial_matches_an_uninterrupted_run():
     setups = _setups([dict(TINY, seed=1)])
     events: list[tuple[dict, dict | None]] = []
     run_bundle(setups, lambda metrics, state: events.append((metrics, copy.deepcopy(state))))
-    uninterrupted = [m for m, _ in events if m["event"] == EVENT_TRIAL_DONE][0]
+    uninterrupted = _finished([m for m, _ in events])[0]
     # The state handed over at the first window's end, as a retried Tune trial would load it.
     first_checkpoint = next(state for metrics, state in events if state is not None and state["current"] == "t0")
     assert first_checkpoint["resume_state"] is not None
     resumed_events: list[dict] = []
     run_bundle(setups, lambda metrics, state: resumed_events.append(metrics), resume=first_checkpoint)
-    resumed = [m for m in resumed_events if m["event"] == EVENT_TRIAL_DONE][0]
+    resumed = _finished(resumed_events)[0]
     assert resumed["trial_row"]["resume_count"] == 1 and uninterrupted["trial_row"]["resume_count"] == 0
     windows = [m for m in resumed_events if m["event"] == "window"]
     assert [m["window_index"] for m in windows] == [1]  # only the second window was recomputed
@@ -201,13 +205,13 @@ def test_bundle_records_failures_and_divergence_and_skips_finished_setups():
         dict(TINY, activation="linear", learning_rate=1e3, window_size=None),  # overflows in a few steps
         dict(TINY, seed=2),
     ]
-    done: list[dict] = []
-    state = run_bundle(_setups(configs), lambda m, s: done.append(m) if m["event"] == EVENT_TRIAL_DONE else None,
-                       skip_trial_ids=["t2"])
-    statuses = {m["trial_id"]: m["trial_row"]["status"] for m in done}
+    events: list[dict] = []
+    state = run_bundle(_setups(configs), lambda m, s: events.append(m), skip_trial_ids=["t2"])
+    done = _finished(events)
+    statuses = {m["trial_row"]["trial_id"]: m["trial_row"]["status"] for m in done}
     assert statuses == {"t0": "failed", "t1": "diverged"}
     assert "MNIST" in done[0]["trial_row"]["message"] and done[0]["spectrum_rows"] == []
-    assert set(state["completed"]) == {"t0", "t1"}
+    assert state["position"] == 2 and state["current"] is None
 
 
 @pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
@@ -225,7 +229,7 @@ def test_cluster_configs_pass_rays_own_schema_with_token_and_shared_storage(name
 
 
 def test_bundles_deal_every_setup_once_mixing_conditions():
-    from sweeps.launcher import SETUPS_PER_TASK_WHEN_SCALING, plan_bundles
+    from sweeps.bundle import SETUPS_PER_TASK_WHEN_SCALING, plan_bundles
 
     spec = SweepSpec(name="w", grid={"width": [5, 10, 40]}, seeds=(0, 1, 2, 3))
     setups = expand(spec)  # 3 widths x 4 seeds, grid-major order
@@ -261,3 +265,71 @@ def test_n_seeds_keeps_the_first_seeds_and_their_overrides():
     assert len(expand(spec)) == 9
     with pytest.raises(SweepSpecError, match="n-seeds"):
         resolve_spec(build_parser().parse_args(["run", "omd_ogd", "--n-seeds", "0"]))
+
+
+VALIDATION = {"trial_type": "validation", "n_steps": 100, "delays": 4, "rank": None}
+
+
+class StepClock:
+    """A clock that moves one second each time it is read: every check finds a batch due."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_bundle_hands_records_over_in_batches_records_before_each_checkpoint():
+    setups = _setups([dict(VALIDATION, seed=seed) for seed in range(6)])
+    events: list[tuple[dict, dict | None]] = []
+    run_bundle(setups, lambda metrics, state: events.append((metrics, copy.deepcopy(state))),
+               report_interval_s=3600.0)  # never due: one batch at the end
+    assert [metrics["event"] for metrics, _ in events] == [EVENT_TRIALS_DONE, "bundle_checkpoint"]
+    assert [payload["position"] for payload in events[0][0]["trials"]] == list(range(6))
+    assert events[1][1]["position"] == 6 and events[0][1] is None
+
+
+def test_bundle_checkpoint_does_not_grow_with_the_trials_done():
+    import pickle
+
+    setups = _setups([dict(VALIDATION, seed=seed) for seed in range(30)])
+    sizes: list[int] = []
+    run_bundle(setups, lambda metrics, state: sizes.append(len(pickle.dumps(state))) if state else None,
+               clock=StepClock(), generation="g" * 32)
+    assert len(sizes) == 30  # a batch (and a checkpoint) after every trial with this clock
+    assert max(sizes) - min(sizes) <= 8, sizes  # the position's digits, nothing per trial
+
+
+def test_bundle_trusts_its_checkpoint_in_the_same_driver_run_and_the_records_in_another():
+    setups = _setups([dict(VALIDATION, seed=seed) for seed in range(4)])
+    checkpoints: list[dict] = []
+    run_bundle(setups[:2], lambda m, state: checkpoints.append(copy.deepcopy(state)) if state else None,
+               generation="first")
+    state = checkpoints[-1]
+    assert state["position"] == 2
+
+    def run_from(generation, skip):
+        events: list[dict] = []
+        run_bundle(setups, lambda m, s: events.append(m), resume=state, generation=generation, skip_trial_ids=skip)
+        return [payload["trial_row"]["trial_id"] for payload in _finished(events)]
+
+    # A retry in the same driver run: the two trials the checkpoint counts are not run again.
+    assert run_from("first", []) == ["t2", "t3"]
+    # A restarted driver found only t0's records on disk: t1 (counted, but never written) runs.
+    assert run_from("second", ["t0"]) == ["t1", "t2", "t3"]
+
+
+def test_batches_written_twice_keep_the_first_record_of_each_trial(tmp_path):
+    from sweeps.records import write_batch_records
+
+    first = [{"position": 0, "trial_row": _row("a", wall_time_s=1.0), "spectrum_rows": _spectrum("a", [0.9])},
+             {"position": 1, "trial_row": _row("b"), "spectrum_rows": _spectrum("b", [0.5])}]
+    again = [{"position": 1, "trial_row": _row("b", wall_time_s=2.0), "spectrum_rows": _spectrum("b", [0.4])}]
+    write_batch_records(tmp_path, first, bundle_index=0)
+    write_batch_records(tmp_path, again, bundle_index=1)
+    trials, spectra = consolidate(tmp_path)
+    assert list(trials["trial_id"]) == ["a", "b"] and list(trials["wall_time_s"]) == [1.0, 1.0]
+    assert sorted(spectra["modulus"]) == [0.5, 0.9]
+    assert finished_trial_ids(tmp_path) == {"a", "b"}

@@ -1,4 +1,4 @@
-"""Overhead of the Ray Tune launcher against a plain loop, measured in one run (issue 4).
+"""Overhead of the Ray Tune launcher against a plain loop, measured in one run.
 
     python tests/benchmarks/bench_sweeps.py            # fcn_width --quick (3 widths x its seeds)
     python tests/benchmarks/bench_sweeps.py --quick    # its first seed only: 3 trials (smoke)
