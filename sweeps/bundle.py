@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from study.records import STATUS_FAILED, PACKAGE_VERSION
+from study.records import STATUS_FAILED, trial_row
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +74,9 @@ def empty_state(generation: str = "") -> dict:
 
 def failed_row(setup: Mapping[str, Any], message: str, wall_time_s: float) -> dict:
     """The trials.parquet row of a setup whose run_trial raised."""
-    return {
-        "trial_id": setup["trial_id"],
-        "condition": setup["condition"],
-        "seed": int(setup["seed"]),
-        "status": STATUS_FAILED,
-        "diverged_step": None,
-        "message": message,
-        **dict(setup["config"]),
-        "n_steps_completed": 0,
-        "wall_time_s": wall_time_s,
-        "package_version": PACKAGE_VERSION,
-    }
+    return trial_row(trial_id=setup["trial_id"], condition=setup["condition"],
+                     seed=int(setup["seed"]), status=STATUS_FAILED, config=setup["config"],
+                     n_steps_completed=0, wall_time_s=wall_time_s, message=message)
 
 
 class _Courier:
