@@ -84,3 +84,18 @@ def test_single_seed_sweep_is_reported_not_classified(tmp_path, capsys):
     assert (verdicts == "undetermined").all()
     printed = capsys.readouterr().out
     assert "'omd' has a single seed" in printed and "trials.parquet is missing" in printed
+
+
+def test_committed_records_rebuild_their_verdicts(tmp_path):
+    # results/omd_ogd holds the records of the full-size rerun; the analysis rebuilds the
+    # verdicts README reports from them (on a copy: the repository is not written to).
+    import shutil
+
+    for name in ("spectra.parquet", "trials.parquet"):
+        shutil.copy(ROOT / "results" / "omd_ogd" / name, tmp_path / name)
+    assert main([str(tmp_path), "--quiet", "--n-permutations", "999"]) == 0
+    pairs = pd.read_csv(tmp_path / "analysis" / "pairwise_tests.csv")
+    verdict = {frozenset((r.condition_a, r.condition_b)): r.verdict for r in pairs.itertuples()}
+    omd, ogd, bisection = (f"validation_method={m}" for m in ("omd", "ogd", "bisection"))
+    assert verdict[frozenset((omd, ogd))] == "equivalent"
+    assert verdict[frozenset((omd, bisection))] == verdict[frozenset((ogd, bisection))] == "distinct"
