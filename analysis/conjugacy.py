@@ -33,7 +33,7 @@ from analysis.effects import pair_effects, seed_groups
 from analysis.options import AnalysisOptions
 from analysis.permutation import holm_adjust, permutation_test
 from analysis.resolution import condition_resolution, pair_resolution, variant_distances
-from analysis.units import clean_spectra, recorded_only, unit_distance_matrix
+from analysis.units import clean_spectra, clean_unit_distance_matrix
 from analysis.verdicts import (EQUIVALENT, UNDETERMINED, applied_margin, decide,
                                seeds_needed)
 
@@ -107,11 +107,11 @@ def analyse_conjugacy(spectra: pd.DataFrame, options: AnalysisOptions | None = N
     """Units, distance matrices, resolution, verdicts, evidence and classes in one pass."""
     options = _options(options, overrides)
     frame, notes = clean_spectra(spectra)
-    units, squared, _ = unit_distance_matrix(frame, metric=VERDICT_METRIC, squared=True)
+    units, squared = clean_unit_distance_matrix(frame, metric=VERDICT_METRIC, squared=True)
     if options.metric == VERDICT_METRIC and frame["window_start"].nunique() == 1:
         distances = np.sqrt(squared)  # one window: the same matrix, not computed twice
     else:
-        _, distances, _ = unit_distance_matrix(frame, metric=options.metric)
+        _, distances = clean_unit_distance_matrix(frame, metric=options.metric)
     resolution = condition_resolution(variant_distances(frame))
     seeds_per_condition = units.groupby("condition", sort=True).size()
     for condition, n in seeds_per_condition.items():

@@ -127,6 +127,16 @@ def unit_distance_matrix(spectra: pd.DataFrame, *, metric: str = DEFAULT_METRIC,
     ``squared``).
     """
     frame, notes = clean_spectra(spectra)
+    units, distances = clean_unit_distance_matrix(frame, metric=metric, squared=squared)
+    return units, distances, notes
+
+
+def clean_unit_distance_matrix(frame: pd.DataFrame, *, metric: str = DEFAULT_METRIC,
+                               squared: bool = False):
+    """:func:`unit_distance_matrix` of spectra already cleaned by :func:`clean_spectra`.
+
+    Returns ``(units, distances)``; callers that need several matrices clean once.
+    """
     frame = recorded_only(frame)
     items, distances, _ = mean_pairwise_distances(frame, UNIT_KEY, "window_start", metric=metric,
                                                   squared=squared)
@@ -138,7 +148,7 @@ def unit_distance_matrix(spectra: pd.DataFrame, *, metric: str = DEFAULT_METRIC,
             "(analysis.units.windows_as_conditions) or one window each (last_window_only)")
     source = frame.groupby(UNIT_KEY)["source"].first()
     units = items.assign(source=[source.loc[tuple(key)] for key in items.itertuples(index=False)])
-    return units, distances, notes
+    return units, distances
 
 
 def windows_as_conditions(spectra: pd.DataFrame) -> pd.DataFrame:
