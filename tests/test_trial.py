@@ -14,11 +14,12 @@ import torch
 from study import records, trial
 from study.config import TrialConfig
 from study.data import MissingDataError, load_dataset
+from study.koopman import fit_koopman
 from study.observables import snapshot
 from study.replicas import initial_parameters, make_model
 from study.trial import derived_seeds, run_trial
 
-from helpers import mean_matched_distance, write_cifar10_folder
+from helpers import largest_matched_distance, mean_matched_distance, write_cifar10_folder
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
@@ -288,3 +289,21 @@ def test_the_recorder_strategy_is_chosen_once_from_the_config():
     projected = fit_koopman(pca_project(window, 4), delays=1, rank=3).eigenvalues
     np.testing.assert_allclose(streaming.fit(0, 12)[0].eigenvalues, raw, atol=1e-12)
     np.testing.assert_allclose(batch.fit(0, 12)[0].eigenvalues, projected, atol=1e-12)
+
+
+def test_the_main_jobs_width_10_window_takes_the_certified_fast_route(monkeypatch):
+    # fcn_width --quick at width 10: 3,300 embedded dimensions whose 10th and 11th singular
+    # values are 1.3% apart. The Krylov bound rose before it fell there, and an early stop on
+    # that rise sent every such window (and its resolution variants) to the 12 s full SVD.
+    from sweeps.definitions import FCN_WIDTH_POINTS, get_sweep
+
+    config = {**get_sweep("fcn_width", quick=True).base, **FCN_WIDTH_POINTS[1], "seed": 0,
+              "resolution_variants": False}
+    result, recorded = recorded_snapshots(monkeypatch, config)
+    trajectories = torch.stack(recorded, dim=1).double().numpy()  # (replicas, steps, features)
+    assert trajectories.shape == (10, 300, 100)
+    fast = fit_koopman(trajectories, delays=32, rank=10, solver="auto")
+    reference = fit_koopman(trajectories, delays=32, rank=10, solver="svd")
+    assert fast.solver == "gram"
+    assert largest_matched_distance(fast.eigenvalues, reference.eigenvalues) < 1e-8
+    assert largest_matched_distance(result.windows[0].eigenvalues, reference.eigenvalues) < 1e-8
