@@ -54,17 +54,23 @@ Emit = Callable[[dict, "dict | None"], None]
 
 
 def plan_bundles(setups: Sequence, n_slots: int, setups_per_task: int | None) -> list[list[str]]:
-    """Deal setup ids round-robin into bundles, so each bundle mixes the grid's conditions."""
+    """Deal setup ids round-robin into bundles, so each bundle mixes the grid's conditions.
+
+    Each bundle then runs its setups seed by seed, every condition of a seed before the next
+    seed: a sweep stopped partway (a session's end, a budget) holds whole seeds of every
+    condition, which the analysis can compare, instead of all seeds of the first conditions.
+    """
     if setups_per_task is None and n_slots < 1:
         setups_per_task = SETUPS_PER_TASK_WHEN_SCALING
     if setups_per_task is not None:
         n_bundles = math.ceil(len(setups) / setups_per_task)
     else:
         n_bundles = min(len(setups), n_slots)
-    bundles: list[list[str]] = [[] for _ in range(max(n_bundles, 1))]
+    bundles: list[list] = [[] for _ in range(max(n_bundles, 1))]
     for index, setup in enumerate(setups):
-        bundles[index % len(bundles)].append(setup.trial_id)
-    return [bundle for bundle in bundles if bundle]
+        bundles[index % len(bundles)].append(setup)
+    return [[setup.trial_id for setup in sorted(bundle, key=lambda setup: setup.seed)]
+            for bundle in bundles if bundle]  # sorted() is stable: conditions keep their order
 
 
 def empty_state(generation: str = "") -> dict:

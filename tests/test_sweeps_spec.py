@@ -238,6 +238,9 @@ def test_bundles_deal_every_setup_once_mixing_conditions():
     for bundle in bundles:  # round-robin: each bundle gets every width, so bundles cost alike
         assert {trial_id.split("-")[0] for trial_id in bundle} == {"width=5", "width=10", "width=40"}
     assert [len(b) for b in plan_bundles(setups, n_slots=8, setups_per_task=5)] == [4, 4, 4]
+    # One bundle runs seed by seed: every prefix (a sweep stopped there) holds whole seeds.
+    (alone,) = plan_bundles(setups, n_slots=1, setups_per_task=None)
+    assert [trial_id.split("-")[1] for trial_id in alone[:6]] == ["seed0"] * 3 + ["seed1"] * 3
     # No free slot yet (an autoscaling cluster): fixed-size bundles.
     assert all(len(b) <= SETUPS_PER_TASK_WHEN_SCALING for b in plan_bundles(setups, 0, None))
 
