@@ -17,7 +17,9 @@
   conditions judged distinct (or undetermined); each condition names the conditions it is
   undetermined with, so an open question stays visible.
 * **Conditions with one seed** have no seed-to-seed spread: their pairs are undetermined, they
-  get no class, and a note says why.
+  get no class, and a note says why. Pairs with fewer than
+  :data:`analysis.verdicts.MIN_SEEDS_FOR_VERDICT` seeds on either side are undetermined too,
+  with the reason in their note.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from analysis.options import AnalysisOptions
 from analysis.permutation import holm_adjust, permutation_test
 from analysis.resolution import condition_resolution, pair_resolution, variant_distances
 from analysis.units import clean_spectra, clean_unit_distance_matrix
-from analysis.verdicts import (EQUIVALENT, UNDETERMINED, applied_margin, decide,
-                               seeds_needed)
+from analysis.verdicts import (EQUIVALENT, MIN_SEEDS_FOR_VERDICT, UNDETERMINED, applied_margin,
+                               decide, seeds_needed)
 
 logger = logging.getLogger(__name__)
 
@@ -165,11 +167,16 @@ def _verdict_fields(effect, first, resolution, options) -> dict:
     for key in ("condition_a", "condition_b", "n_seeds_a", "n_seeds_b"):
         fields.pop(key)
     margin, source = applied_margin(options.margin, resolution, fields["spread"])
+    n_seeds = min(effect.n_seeds_a, effect.n_seeds_b)
     verdict = decide(options.rule, fields["ratio_low"], fields["ratio_high"], margin)
-    needed = seeds_needed(fields["ratio"], fields["ratio_low"], fields["ratio_high"], margin,
-                          min(effect.n_seeds_a, effect.n_seeds_b))
+    needed = seeds_needed(fields["ratio"], fields["ratio_low"], fields["ratio_high"], margin, n_seeds)
     note = "" if verdict != UNDETERMINED else \
         f"the interval straddles the margin; about {needed:.0f} seeds per condition would likely settle it"
+    if n_seeds < MIN_SEEDS_FOR_VERDICT:
+        verdict, needed = UNDETERMINED, float(max(needed, MIN_SEEDS_FOR_VERDICT)
+                                              if np.isfinite(needed) else MIN_SEEDS_FOR_VERDICT)
+        note = (f"{n_seeds} seeds: a verdict needs at least {MIN_SEEDS_FOR_VERDICT} per condition "
+                "(the bootstrap over fewer seeds underestimates the spread)")
     return {**fields, "verdict": verdict, "margin": margin, "margin_source": source,
             "margin_distance": margin * fields["spread"], "seeds_needed": needed, "note": note}
 

@@ -29,6 +29,12 @@ import numpy as np
 EQUIVALENT, DISTINCT, UNDETERMINED = "equivalent", "distinct", "undetermined"
 VERDICTS = (EQUIVALENT, DISTINCT, UNDETERMINED)
 MAX_SEEDS_NEEDED = 10_000  # beyond this an estimate of the seeds needed means "not in practice"
+# Fewer seeds than this per condition leave a pair undetermined whatever its interval: a
+# bootstrap over 2 seeds draws one seed twice half the time and then sees no spread at all
+# (two seeds of each of two conditions gave "equivalent, effect 0, interval 0-0"), and 6 is
+# the fewest at which the calibration (tests/benchmarks/calibrate_verdicts.py) measured the
+# verdicts: no false "equivalent" there.
+MIN_SEEDS_FOR_VERDICT = 6
 
 
 def interval_inclusion(low: float, high: float, margin: float) -> str:

@@ -170,3 +170,20 @@ def test_grouping_never_chains_through_a_pair_that_is_not_equivalent():
 def test_reruns_give_the_same_verdicts():
     spectra = synthetic_spectra({"a": 0.0, "b": 0.01}, n_seeds=8, noise=0.01)
     pd.testing.assert_frame_equal(pairwise_tests(spectra), pairwise_tests(spectra))
+
+
+@pytest.mark.parametrize("n_seeds", [2, 5])
+def test_too_few_seeds_give_undetermined_whatever_the_interval(n_seeds):
+    # Two seeds each once came out "equivalent, effect 0, interval 0-0"; a far pair is no
+    # more decidable from so few seeds.
+    for shift in (0.0, 0.5):
+        tests = pairwise_tests(synthetic_spectra({"a": 0.0, "b": shift}, n_seeds=n_seeds))
+        (row,) = tests.itertuples()
+        assert row.verdict == "undetermined"
+        assert f"{n_seeds} seeds: a verdict needs at least 6" in row.note
+        assert row.seeds_needed >= 6
+
+
+def test_six_seeds_are_enough_for_a_verdict():
+    tests = pairwise_tests(synthetic_spectra({"a": 0.0, "b": 0.5}, n_seeds=6))
+    assert tests["verdict"].tolist() == ["distinct"]
