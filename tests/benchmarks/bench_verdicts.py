@@ -55,7 +55,7 @@ def main() -> None:
         analysis = analyse_conjugacy(spectra, metric=arguments.metric)
         profile.disable()
         total = time.perf_counter() - started
-        distances = cumulative_seconds(profile, "unit_distance_matrix")
+        distances = cumulative_seconds(profile, "clean_unit_distance_matrix")
         bootstrap = cumulative_seconds(profile, "pair_effects")
         rest = total - distances - bootstrap
         target = TARGETS_S.get(n_units)
