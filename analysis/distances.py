@@ -12,18 +12,20 @@ metrics (:data:`METRICS`) are the paper's p = 1 and p = 2, which the verdicts us
 
 The matrix over many spectra is where the time goes: 10,000 spectra are 50 million pairs.
 SciPy's ``linear_sum_assignment`` takes about 2 microseconds for a 10 x 10 problem, about half
-of it (on spectra close to one another) the Python call rather than the solve, and building
-each pair's cost matrix and collecting the matched costs takes as much again; over 50 million
-pairs that is minutes even on two processes (141 s of a 211 s analysis of 10,000 units,
-measured on 2 cores). So the matrix
-is filled by a batched solver compiled with numba (:mod:`analysis.matching`): the algorithm
-SciPy uses, run over all pairs in one compiled loop on threads, each pair's cost computed from
-the two spectra inside the loop and each value written straight into the matrix. Measured in
-one run on a loaded 2-core machine (``tests/benchmarks/bench_distances.py``, 1,000 spectra,
-499,500 pairs): 0.50 of the SciPy path's time on one thread; in the 2,000-unit verdicts
-benchmark the distance stage went from 12.6 s to 3.7 s. Exact: every pair gets its optimum,
-equal to SciPy's to rounding. :func:`reference_distance_matrix` is the same matrix with SciPy's
-solver for every pair, the reference that the tests and the benchmark compare against.
+of it (on spectra close to one another) the Python call rather than the solve, and building each
+pair's cost matrix and collecting the matched costs takes as much again; over 50 million pairs
+that is minutes even on two processes (141 s of a 211 s analysis of 10,000 units on a quiet
+2-core machine, as results/README.md records). So the matrix is filled by a batched solver
+compiled with numba (:mod:`analysis.matching`): the algorithm SciPy uses, run over all pairs in
+one compiled loop on threads, each pair's cost computed from the two spectra inside the loop and
+each value written straight into the matrix. Measured against the SciPy path in the same run on
+a 2-core machine busy with other work (``tests/benchmarks/bench_distances.py``, 1,000 spectra,
+499,500 pairs): 0.47 of its time on one thread (2.1 against 4.6 us a pair); a second thread
+gained nothing there, the cores being taken. The 10,000-unit verdicts benchmark went from 741 s
+(645 s of distances) to 198 s (109 s), both runs on that busy machine. Exact: every pair gets
+its optimum, equal to SciPy's to rounding. :func:`reference_distance_matrix` is the same matrix
+with SciPy's solver for every pair, the reference that the tests and the benchmark compare
+against.
 """
 
 from __future__ import annotations

@@ -2,21 +2,24 @@
 
 The distance matrix of 10,000 spectra is 50 million 10 x 10 assignment problems. SciPy's
 ``linear_sum_assignment`` takes about 2 microseconds for each, much of it the Python call
-(argument checks, array conversion, the returned arrays): measured on one loaded core, 1.6 us
-a call against 0.8 us for the compiled solve below on spectra close to one another, 3.7 against
+(argument checks, array conversion, the returned arrays): measured on one loaded core, 1.6 us a
+call against 0.8 us for the compiled solve below on spectra close to one another, 3.7 against
 3.0 us on unrelated random spectra. A loop of calls thus spends ~2 us x 50 million = 100 s
-before a single cost matrix is built. Here the same algorithm SciPy uses, the shortest augmenting path of Jonker and Volgenant in
-Crouse's form (D. F. Crouse, "On implementing 2D rectangular assignment algorithms", IEEE
-Transactions on Aerospace and Electronic Systems 52(4), 2016), is compiled with numba and run
-over a whole batch inside one compiled loop: no call per problem, and the cost of each pair of
-point sets is computed from their coordinates inside the loop, so no (pairs, k, k) cost array
-is ever stored. The loops over problems run on numba threads (``prange``).
+before a single cost matrix is built. Here the same algorithm SciPy uses, the shortest
+augmenting path of Jonker and Volgenant in Crouse's form (D. F. Crouse, "On implementing 2D
+rectangular assignment algorithms", IEEE Transactions on Aerospace and Electronic Systems 52(4),
+2016), is compiled with numba and run over a whole batch inside one compiled loop: no call per
+problem, and the cost of each pair of point sets is computed from their coordinates inside the
+loop, so no (pairs, k, k) cost array is ever stored. The loops over problems run on numba
+threads (``prange``).
 
 Exact: every problem gets its optimum (the dual updates, the tie rule and the order of the
 rows are SciPy's), so matched costs equal SciPy's to rounding; on ties the permutation may
 differ, the cost does not. The compiled code is cached on disk next to this module
 (``cache=True``; numba falls back to a per-user cache directory where that is not writable):
-compiling took about 2 seconds per kernel, loading it from the cache about 0.2 s.
+compiling took about 2 seconds per kernel, loading it from the cache about 0.2 s. The threads
+are numba's (OpenMP where present): GNU OpenMP cannot run in a child forked from a process
+that already used it, and the analysis forks none.
 """
 
 from __future__ import annotations
