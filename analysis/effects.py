@@ -245,6 +245,12 @@ def _block_rows(statistic: _BlockStatistic, confidence, n_resamples, random_stat
         low = np.where(np.isfinite(low), low, fallback_low)
         high = np.where(np.isfinite(high), high, fallback_high)
     n_pairs = len(statistic.pairs)
+    # The square roots of all pairs in one call each (ratios first, then effects, evaluate's
+    # order): one call per value took 0.9 s for the 3,160 pairs of 80 conditions (loaded
+    # machine), and 400 conditions have 25 times the pairs.
+    ratio, effect = _signed_root(point[:n_pairs]), _signed_root(point[n_pairs:])
+    ratio_low, effect_low = _signed_root(low[:n_pairs]), _signed_root(low[n_pairs:])
+    ratio_high, effect_high = _signed_root(high[:n_pairs]), _signed_root(high[n_pairs:])
     rows = []
     for position, (a, b) in enumerate(statistic.pairs):
         spread_a, spread_b = spreads[a], spreads[b]
@@ -253,12 +259,11 @@ def _block_rows(statistic: _BlockStatistic, confidence, n_resamples, random_stat
             "n_seeds_b": len(second.seeds), "paired": statistic.paired,
             "spread_a": spread_a, "spread_b": spread_b,
             "spread": float(np.sqrt((spread_a**2 + spread_b**2) / 2)),
-            "effect": float(_signed_root(point[n_pairs + position])),
-            "effect_low": float(_signed_root(low[n_pairs + position])),
-            "effect_high": float(_signed_root(high[n_pairs + position])),
-            "ratio": float(_signed_root(point[position])),
-            "ratio_low": float(_signed_root(low[position])),
-            "ratio_high": float(_signed_root(high[position])),
+            "effect": float(effect[position]),
+            "effect_low": float(effect_low[position]),
+            "effect_high": float(effect_high[position]),
+            "ratio": float(ratio[position]),
+            "ratio_low": float(ratio_low[position]),
+            "ratio_high": float(ratio_high[position]),
         })
     return rows
-

@@ -110,8 +110,16 @@ def mean_pairwise_distances(frame: pd.DataFrame, item_key: list[str], average_ov
                             for name, _ in spectra_of])
         spectra = [g["eig_real"].to_numpy() + 1j * g["eig_imag"].to_numpy() for _, g in spectra_of]
         distances = pairwise_distance_matrix(spectra, metric=metric)
-        total[np.ix_(members, members)] += distances**2 if squared else distances
-        count[np.ix_(members, members)] += 1
+        if squared:
+            np.square(distances, out=distances)
+        if members.size == len(items):  # every item (sorted, so members is 0, 1, ..., n - 1)
+            # Whole-matrix arithmetic: for 10,000 units, indexing with np.ix_ gathers and
+            # scatters 100 million entries twice, and would copy the 800 MB matrix each time.
+            total += distances
+            count += 1
+        else:
+            total[np.ix_(members, members)] += distances
+            count[np.ix_(members, members)] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
     return items, mean, count

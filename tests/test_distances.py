@@ -10,8 +10,10 @@ import ot
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from analysis import distances
-from analysis.distances import matched_distances, pairwise_distance_matrix, spectral_distance
+from analysis.distances import (matched_distances, pairwise_distance_matrix,
+                                reference_distance_matrix, reference_matched_distances,
+                                spectral_distance)
+from analysis.matching import assignment_columns
 
 
 def random_spectrum(rng, size):
@@ -90,11 +92,7 @@ def test_bad_spectra_raise_clear_errors():
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
-def test_pairwise_matrix_equals_pair_by_pair(monkeypatch, n_jobs):
-    # Small chunks and no size threshold, so that several chunks and (with n_jobs=2) the
-    # worker processes are exercised on a small input.
-    monkeypatch.setattr(distances, "PAIRS_PER_CHUNK", 7)
-    monkeypatch.setattr(distances, "PARALLEL_MIN_PAIRS", 0)
+def test_pairwise_matrix_equals_pair_by_pair(n_jobs):
     rng = np.random.default_rng(4)
     spectra = [random_spectrum(rng, 10) for _ in range(9)] + [random_spectrum(rng, 6) for _ in range(3)]
     matrix = pairwise_distance_matrix(spectra, n_jobs=n_jobs)
@@ -105,10 +103,14 @@ def test_pairwise_matrix_equals_pair_by_pair(monkeypatch, n_jobs):
 
 def test_analysis_never_loads_torch_even_through_pot():
     # POT imports torch for its backends unless told not to; the analysis must not load it.
+    # numba (the batched solver) loads its extensions when it first compiles or loads a
+    # kernel: a matrix is computed too, so that path is covered.
     code = ("import sys, analysis.__main__\n"
-            "from analysis.distances import spectral_distance\n"
+            "from analysis.distances import pairwise_distance_matrix, spectral_distance\n"
             "spectral_distance([0, 1, 2], [0, 2])\n"
-            "assert 'ot' in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)[:5]\n")
+            "pairwise_distance_matrix([[0, 1], [1, 2], [0, 2]])\n"
+            "assert 'ot' in sys.modules and 'numba' in sys.modules\n"
+            "assert 'torch' not in sys.modules, sorted(sys.modules)[:5]\n")
     completed = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                                capture_output=True, text=True, timeout=120,
                                env={k: v for k, v in os.environ.items() if not k.startswith("POT_")})
@@ -137,3 +139,82 @@ def test_wasserstein_2_matches_pot_one_pair_and_in_the_matrix(size_a, size_b):
 def test_unknown_metric_is_named():
     with pytest.raises(ValueError, match="metric=.chebyshev."):
         spectral_distance([1.0], [2.0], metric="chebyshev")
+
+
+# The batched solver (analysis.matching) against SciPy's linear_sum_assignment, the reference.
+
+def optimal_cost_scipy(costs):
+    return np.array([matrix[linear_sum_assignment(matrix)].sum() for matrix in costs])
+
+
+def matched_cost(costs, columns):
+    return np.take_along_axis(costs, columns[:, :, None], axis=2)[:, :, 0].sum(axis=1)
+
+
+@pytest.mark.parametrize("size", range(1, 13))
+def test_batched_solver_reaches_scipys_optimum(size):
+    rng = np.random.default_rng(size)
+    costs = np.concatenate([
+        rng.normal(size=(300, size, size)) ** 2,  # continuous: a unique optimum almost surely
+        rng.integers(0, 3, size=(300, size, size)).astype(float),  # many exact ties
+        np.ones((5, size, size)),  # every permutation optimal
+    ])
+    columns = assignment_columns(costs)
+    assert np.array_equal(np.sort(columns, axis=1), np.broadcast_to(np.arange(size), columns.shape))
+    np.testing.assert_allclose(matched_cost(costs, columns), optimal_cost_scipy(costs),
+                               rtol=1e-12, atol=1e-12)
+
+
+def spectra_with_ties(rng, n_spectra, size):
+    """Spectra on a coarse grid, with conjugate pairs and repeated eigenvalues: many equal costs."""
+    half = size // 2
+    upper = np.round(rng.normal(size=(n_spectra, half)) * 2) / 2 + 1j * np.round(
+        np.abs(rng.normal(size=(n_spectra, half))) * 2) / 2
+    spectra = np.concatenate([upper, upper.conj()], axis=1)  # conjugate pairs
+    if size % 2:
+        spectra = np.concatenate([spectra, np.round(rng.normal(size=(n_spectra, 1)))], axis=1)
+    if size > 1:
+        spectra[::3, 1] = spectra[::3, 0]  # a repeated eigenvalue
+    return spectra
+
+
+@pytest.mark.parametrize("power", [1, 2])
+@pytest.mark.parametrize("size", [1, 2, 3, 6, 10, 12])
+def test_batched_distances_equal_scipy_on_ties_and_repeated_eigenvalues(power, size):
+    rng = np.random.default_rng(10 * size + power)
+    first = spectra_with_ties(rng, 400, size)
+    second = np.concatenate([spectra_with_ties(rng, 300, size),
+                             rng.permuted(first[300:], axis=1)])  # last 100: same sets reordered
+    got = matched_distances(first, second, power=power)
+    np.testing.assert_allclose(got, reference_matched_distances(first, second, power=power),
+                               rtol=1e-12, atol=1e-15)
+    assert np.all(got[300:] == 0.0)  # identical sets: the zero-cost matching is found exactly
+
+
+def training_like_spectra(rng, n_spectra):
+    """Ten eigenvalues near the unit circle: real modes and two conjugate pairs."""
+    real = 1.0 - rng.gamma(2.0, 0.05, size=(n_spectra, 6))
+    pairs = (1.0 - rng.gamma(2.0, 0.05, size=(n_spectra, 2))) * np.exp(
+        1j * rng.uniform(0.01, 0.5, size=(n_spectra, 2)))
+    return np.concatenate([real, pairs, pairs.conj()], axis=1)
+
+
+@pytest.mark.parametrize("metric", ["wasserstein-1", "wasserstein-2"])
+def test_matrix_equals_the_scipy_reference_path(metric):
+    rng = np.random.default_rng(5)
+    spectra = list(training_like_spectra(rng, 250)) + [random_spectrum(rng, 10) for _ in range(50)]
+    spectra += spectra[:5]  # identical spectra: distance 0 off the diagonal
+    matrix = pairwise_distance_matrix(spectra, metric=metric)
+    np.testing.assert_allclose(matrix, reference_distance_matrix(spectra, metric=metric),
+                               rtol=1e-12, atol=1e-15)
+    assert np.array_equal(matrix, matrix.T) and np.all(np.diag(matrix) == 0)
+    assert np.all(matrix[np.arange(5), np.arange(300, 305)] == 0) and np.all(matrix[:300, :300][
+        ~np.eye(300, dtype=bool)] > 0)
+
+
+def test_matrix_of_mixed_sizes_equals_the_reference_path():
+    # Several sizes: each size's block is solved apart and scattered into the matrix.
+    rng = np.random.default_rng(6)
+    spectra = [random_spectrum(rng, int(size)) for size in rng.choice([3, 10, 4], size=40)]
+    np.testing.assert_allclose(pairwise_distance_matrix(spectra, n_jobs=1),
+                               reference_distance_matrix(spectra), rtol=1e-9, atol=1e-12)
