@@ -8,7 +8,8 @@ the two conditions' spectral centres in units of their seed-to-seed spread
 
 * **equivalent** when high < margin (the centres are provably within the margin),
 * **distinct** when low > margin (provably beyond it),
-* **undetermined** otherwise, with the number of seeds that would likely settle it.
+* **undetermined** otherwise, with the number of seeds that would likely settle it, and
+  always when either condition has fewer than :data:`MIN_SEEDS_FOR_VERDICT` seeds.
 
 At confidence 0.90 this is the two one-sided tests at level 0.05 each. More seeds only narrow
 the interval around the true effect, so a true effect inside the margin tends to
@@ -49,8 +50,14 @@ def interval_inclusion(low: float, high: float, margin: float) -> str:
 DECISION_RULES = {"interval-inclusion": interval_inclusion}
 
 
-def decide(rule: str, low: float, high: float, margin: float) -> str:
-    """The verdict of the registered ``rule``."""
+def decide(rule: str, low: float, high: float, margin: float, n_seeds: int) -> str:
+    """The verdict of the registered ``rule``, undetermined below the minimum seeds.
+
+    ``n_seeds`` is the smaller condition's seed count; the minimum applies to every rule,
+    since no rule can trust an interval bootstrapped from too few seeds.
+    """
+    if n_seeds < MIN_SEEDS_FOR_VERDICT:
+        return UNDETERMINED
     return DECISION_RULES[rule](low, high, margin)
 
 

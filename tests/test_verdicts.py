@@ -7,7 +7,8 @@ import pytest
 from analysis.conjugacy import analyse_conjugacy, conjugacy_classes, group_conditions, pairwise_tests
 from analysis.options import AnalysisOptions
 from analysis.synthetic import centre_spectrum, synthetic_spectra
-from analysis.verdicts import DISTINCT, EQUIVALENT, UNDETERMINED, seeds_needed
+from analysis.verdicts import (DECISION_RULES, DISTINCT, EQUIVALENT, MIN_SEEDS_FOR_VERDICT, UNDETERMINED,
+                               decide, seeds_needed)
 from helpers import FAR, NEAR_A, observed_system_spectra
 from study.records import spectrum_rows
 
@@ -182,6 +183,15 @@ def test_too_few_seeds_give_undetermined_whatever_the_interval(n_seeds):
         assert row.verdict == "undetermined"
         assert f"{n_seeds} seeds: a verdict needs at least 6" in row.note
         assert row.seeds_needed >= 6
+
+
+def test_every_registered_rule_is_undetermined_below_the_minimum_seeds(monkeypatch):
+    # A rule registered later must not be able to decide from two seeds either.
+    monkeypatch.setitem(DECISION_RULES, "always-equivalent", lambda low, high, margin: EQUIVALENT)
+    for rule in DECISION_RULES:
+        assert decide(rule, 0.1, 0.2, 1.5, MIN_SEEDS_FOR_VERDICT - 1) == UNDETERMINED
+    assert decide("always-equivalent", 3.0, 4.0, 1.5, MIN_SEEDS_FOR_VERDICT) == EQUIVALENT
+    assert decide("interval-inclusion", 3.0, 4.0, 1.5, MIN_SEEDS_FOR_VERDICT) == DISTINCT
 
 
 def test_six_seeds_are_enough_for_a_verdict():

@@ -94,7 +94,8 @@ def judged_pairs(spectra, answers, margins, case, n_seeds, interval_method):
             continue
         for margin in margins:
             applied, _ = applied_margin(margin, row.resolution, row.spread)
-            verdict = decide("interval-inclusion", row.ratio_low, row.ratio_high, applied)
+            verdict = decide("interval-inclusion", row.ratio_low, row.ratio_high, applied,
+                             min(row.n_seeds_a, row.n_seeds_b))
             rows.append({"case": case, "n_seeds": n_seeds, "margin": margin, "answer": answer,
                          "verdict": verdict, "pair": f"{row.condition_a}~{row.condition_b}",
                          "ratio": row.ratio, "ratio_low": row.ratio_low, "ratio_high": row.ratio_high})
