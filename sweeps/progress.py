@@ -35,6 +35,13 @@ class ProgressSettings:
     redraw_s: float = 0.2  # seconds between two redraws of the in-place line on a terminal
 
 
+def format_rate(trials_per_second: float) -> str:
+    """``12.5 trials/s``, or per minute below one a second (where ``0.0 trials/s`` says nothing)."""
+    if trials_per_second >= 1.0 or trials_per_second == 0.0:
+        return f"{trials_per_second:.1f} trials/s"
+    return f"{60 * trials_per_second:.1f} trials/min"
+
+
 def format_duration(seconds: float) -> str:
     """``1h02m``, ``3m05s``, ``42s``."""
     seconds = max(0, int(round(seconds)))
@@ -95,7 +102,7 @@ class SweepProgress:
         rate, left = self.rate(), self.n_total - self.n_done
         remaining = format_duration(left / rate) if rate > 0 else "?"
         return (f"{self.n_done}/{self.n_total} trials ({by_status or 'none yet'}) | "
-                f"{rate:.1f} trials/s | {remaining} left | {format_duration(self.clock() - self.started)} elapsed")
+                f"{format_rate(rate)} | {remaining} left | {format_duration(self.clock() - self.started)} elapsed")
 
     def close(self) -> None:
         """The final state of the line (and a newline after an in-place line)."""

@@ -18,7 +18,7 @@ import pytest
 
 from sweeps.cli import EXIT_ALL_FAILED, EXIT_OK, EXIT_SOME_FAILED, _status_line, check_data_folders, command_line_usage
 from sweeps.cli import main as cli_main
-from sweeps.progress import ProgressSettings, SweepProgress, format_duration
+from sweeps.progress import ProgressSettings, SweepProgress, format_duration, format_rate
 from sweeps.spec import load_spec_file, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +64,13 @@ def test_failures_and_divergences_are_named_as_they_arrive_and_a_terminal_line_i
     assert "trial b-seed0 diverged at step 17\n" in text
     assert "\r\033[K4/4 trials (1 from before, 1 diverged, 1 failed, 1 ok)" in text  # redrawn in place
     assert text.endswith("\n")
+
+
+def test_slow_sweeps_give_their_rate_per_minute():
+    # MNIST trials of a minute each once printed "0.0 trials/s" for the whole sweep.
+    assert format_rate(12.34) == "12.3 trials/s"
+    assert format_rate(0.036) == "2.2 trials/min"
+    assert format_rate(0.0) == "0.0 trials/s"
 
 
 def test_durations_read_as_hours_minutes_seconds():
