@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -184,6 +185,9 @@ def plot_window_heatmap(frame: pd.DataFrame) -> plt.Figure:
 VERDICT_COLOURS = {"equivalent": "#2a9d8f", "distinct": "#e76f51", "undetermined": "#8d99ae"}
 
 
+EFFECT_TICKS = (0.01, 0.03, 0.1, 0.3, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 100, 300, 1000)
+
+
 def plot_effects(pairwise: pd.DataFrame, *, confidence: float) -> plt.Figure:
     """Each pair's effect ratio with its interval, against its margin, coloured by verdict.
 
@@ -205,6 +209,12 @@ def plot_effects(pairwise: pd.DataFrame, *, confidence: float) -> plt.Figure:
     axis.set_yticklabels([f"{a} vs {b}" for a, b in zip(frame["condition_a"], frame["condition_b"])],
                          fontsize=8)
     axis.set_xscale("log")
+    # plain numbers on the log axis: the default minor labels (2x10^0, 3x10^0, ...) overlap
+    # when the ratios span less than a decade
+    low, high = axis.get_xlim()
+    axis.set_xticks([tick for tick in EFFECT_TICKS if low <= tick <= high])
+    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axis.set_xlabel(f"distance between centres / seed-to-seed spread ({confidence:.0%} interval; "
                     "| = margin)")
     handles = [plt.Line2D([], [], color=c, linewidth=2.5, label=v) for v, c in VERDICT_COLOURS.items()]
