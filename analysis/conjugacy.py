@@ -170,12 +170,14 @@ def _verdict_fields(effect, first, resolution, options) -> dict:
     n_seeds = min(effect.n_seeds_a, effect.n_seeds_b)
     verdict = decide(options.rule, fields["ratio_low"], fields["ratio_high"], margin, n_seeds)
     needed = seeds_needed(fields["ratio"], fields["ratio_low"], fields["ratio_high"], margin, n_seeds)
-    note = "" if verdict != UNDETERMINED else \
-        f"the interval straddles the margin; about {needed:.0f} seeds per condition would likely settle it"
-    if n_seeds < MIN_SEEDS_FOR_VERDICT:
+    if n_seeds < MIN_SEEDS_FOR_VERDICT:  # decide() returned undetermined; say why
         needed = float(max(needed, MIN_SEEDS_FOR_VERDICT) if np.isfinite(needed) else MIN_SEEDS_FOR_VERDICT)
         note = (f"{n_seeds} seeds: a verdict needs at least {MIN_SEEDS_FOR_VERDICT} per condition "
                 "(the bootstrap over fewer seeds underestimates the spread)")
+    elif verdict == UNDETERMINED:
+        note = f"the interval straddles the margin; about {needed:.0f} seeds per condition would likely settle it"
+    else:
+        note = ""
     return {**fields, "verdict": verdict, "margin": margin, "margin_source": source,
             "margin_distance": margin * fields["spread"], "seeds_needed": needed, "note": note}
 
