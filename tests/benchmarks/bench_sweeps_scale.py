@@ -14,7 +14,8 @@ neither inherits the other's memory or threads.
 Printed per size: launcher / plain loop (target <= 1.0 on 2 cores); the driver's CPU time per
 trial over the first and the last 10% of trials, and its wall time per trial likewise (target:
 last within 1.2x of first); Tune's folder size at its largest during the run and at the end
-(target < 100 MB at 10,000 trials); the driver's peak and late resident memory.
+(target < 100 MB at 10,000 trials); the driver's peak resident memory, and its private memory
+(target: flat) and the object-store pages it has touched at 10% and 90% of the trials.
 """
 
 from __future__ import annotations
@@ -68,9 +69,17 @@ def measure_plain(n_trials: int, threads: int | None = None) -> dict:
     return {"seconds": time.perf_counter() - started}
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _resident_bytes() -> dict[str, int]:
+    """Resident memory by kind: RssAnon is the driver's own (private) memory; RssShmem is the
+    pages of Ray's shared object store that the driver has touched reading results (bounded by
+    ``object_store_memory``, and counted once machine-wide, not per process)."""
+    resident = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(("VmRSS:", "RssAnon:", "RssShmem:")):
+                key, value = line.split(":")
+                resident[key] = int(value.split()[0]) * 1024
+    return resident
 
 
 def measure_launcher(n_trials: int) -> dict:
@@ -80,17 +89,18 @@ def measure_launcher(n_trials: int) -> dict:
     from sweeps.launcher import LaunchOptions, run_sweep, shutdown_ray
 
     class Probe(tune.Callback):
-        """(trials recorded, wall, driver CPU, driver RSS) after every batch of records."""
+        """(trials recorded, wall, driver CPU, resident memory by kind) after every batch of records."""
 
         def __init__(self):
-            self.samples: list[tuple[int, float, float, int]] = []
+            self.samples: list[tuple[int, float, float, dict]] = []
             self.count = 0
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if result.get("event") == "trials_done":
                 self.count += len(result["trials"])
-                self.samples.append((self.count, time.perf_counter(), time.process_time(), _rss_bytes()))
+                self.samples.append((self.count, time.perf_counter(), time.process_time(), _resident_bytes()))
 
+    options = LaunchOptions(num_cpus=2)
     probe, tune_peak, stop = Probe(), [0], threading.Event()
     with tempfile.TemporaryDirectory() as out_dir:
         def watch_tune_folder():
@@ -100,14 +110,14 @@ def measure_launcher(n_trials: int) -> dict:
         watcher = threading.Thread(target=watch_tune_folder, daemon=True)
         watcher.start()
         started = time.perf_counter()
-        trials, _ = run_sweep(scale_spec(n_trials), out_dir, LaunchOptions(num_cpus=2), callbacks=[probe])
+        trials, _ = run_sweep(scale_spec(n_trials), out_dir, options, callbacks=[probe])
         seconds = time.perf_counter() - started
         stop.set()
         tune_end = folder_bytes(Path(out_dir) / "tune")
         shutdown_ray()
     assert len(trials) == n_trials and set(trials["status"]) == {"ok"} and trials["trial_id"].is_unique
     return {"seconds": seconds, "samples": probe.samples, "tune_peak": max(tune_peak[0], tune_end),
-            "tune_end": tune_end, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "tune_end": tune_end, "object_store_bytes": options.object_store_bytes, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
 def _between(samples, low: float, high: float):
@@ -136,8 +146,8 @@ def report(n_trials: int) -> None:
     samples = launcher["samples"]
     cpu_first, wall_first = _between(samples, 0.0, 0.1)
     cpu_last, wall_last = _between(samples, 0.9, 1.0)
-    late_rss = next(s for s in samples if s[0] >= 0.9 * samples[-1][0])[3]
-    early_rss = next(s for s in samples if s[0] >= 0.1 * samples[-1][0])[3]
+    late = next(s for s in samples if s[0] >= 0.9 * samples[-1][0])[3]
+    early = next(s for s in samples if s[0] >= 0.1 * samples[-1][0])[3]
     print(f"{n_trials} trials (validation problem, OMD and OGD x {n_trials // 2} seeds), "
           f"load average {os.getloadavg()[0]:.1f} at the end")
     baseline = min(plain["seconds"], single["seconds"])
@@ -151,8 +161,12 @@ def report(n_trials: int) -> None:
           f"  ratio {wall_last / wall_first if wall_first else float('nan'):5.2f}")
     print(f"  Tune's folder:             {launcher['tune_peak'] / 2**20:6.2f} MB at most during the run, "
           f"{launcher['tune_end'] / 2**20:6.2f} MB at the end  (target < 100 MB)")
-    print(f"  driver memory:             peak {launcher['peak_rss'] / 2**20:6.0f} MB; resident at 10% "
-          f"{early_rss / 2**20:.0f} MB, at 90% {late_rss / 2**20:.0f} MB", flush=True)
+    megabytes = {key: (early[key] / 2**20, late[key] / 2**20) for key in early}
+    print(f"  driver memory:             peak {launcher['peak_rss'] / 2**20:6.0f} MB; resident at 10% / 90% of "
+          f"the trials: {megabytes['VmRSS'][0]:.0f} / {megabytes['VmRSS'][1]:.0f} MB, of which private "
+          f"{megabytes['RssAnon'][0]:.1f} / {megabytes['RssAnon'][1]:.1f} MB (target: flat) and "
+          f"object-store pages {megabytes['RssShmem'][0]:.0f} / {megabytes['RssShmem'][1]:.0f} MB "
+          f"(at most the {launcher['object_store_bytes'] / 2**20:.0f} MB store)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
